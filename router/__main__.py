@@ -1,0 +1,26 @@
+"""python -m router --config gateway.json"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvloop
+from aiohttp import web
+
+from router import config as gateway_config
+from router.app import build_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m router")
+    parser.add_argument("--config", required=True, help="gateway config (JSON or YAML)")
+    args = parser.parse_args(argv)
+    config = gateway_config.load(args.config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvloop.install()
+    web.run_app(build_app(config), host=config.host, port=config.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

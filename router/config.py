@@ -1,0 +1,54 @@
+"""The gateway's configuration: parsed once, at start-up, from one JSON or YAML file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class PrefillWorker(msgspec.Struct, frozen=True):
+    url: str  # http://host:port of an SGLang server in --disaggregation-mode prefill
+    bootstrap_port: int
+
+    @property
+    def bootstrap_host(self) -> str:
+        return self.url.split("://", 1)[-1].rsplit(":", 1)[0]
+
+
+class TaskRoute(msgspec.Struct, frozen=True):
+    model_path: str  # the prefill module: its tokenizer and chat template are the task's
+    prefill: list[PrefillWorker]
+
+
+class Timeouts(msgspec.Struct, frozen=True):
+    connect_s: float = 5.0
+    request_s: float = 600.0
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tasks: dict[str, TaskRoute]
+    decode: list[str]  # the shared decode pool: URLs of decode servers
+    host: str = "127.0.0.1"
+    port: int = 8000
+    timeouts: Timeouts = Timeouts()
+    max_body_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name, task in self.tasks.items():
+            if not TASK_NAME.match(name):
+                raise ValueError(f"task name {name!r}: use letters, digits, '_', '.', '-' only")
+            if not task.prefill:
+                raise ValueError(f"task {name!r} has no prefill worker")
+        if not self.decode:
+            raise ValueError("the decode pool is empty")
+
+
+def load(path: str | Path) -> GatewayConfig:
+    data = Path(path).read_bytes()
+    if str(path).endswith((".yaml", ".yml")):
+        return msgspec.yaml.decode(data, type=GatewayConfig)
+    return msgspec.json.decode(data, type=GatewayConfig)

@@ -1,0 +1,105 @@
+"""Request and response bodies (msgspec): the OpenAI subset the gateway speaks, and errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class ChatMessage(msgspec.Struct, forbid_unknown_fields=False):
+    role: str
+    content: str
+
+
+class SamplingFields(msgspec.Struct, kw_only=True):
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    n: int = 1
+
+
+class ChatRequest(SamplingFields, kw_only=True):
+    model: str
+    messages: list[ChatMessage]
+
+
+class CompletionRequest(SamplingFields, kw_only=True):
+    model: str
+    prompt: str | list[int]
+
+
+class GenerateRequest(msgspec.Struct, kw_only=True):
+    """SGLang-native /generate with token ids; `model` names the task."""
+
+    model: str
+    input_ids: list[int]
+    sampling_params: dict[str, Any] = {}
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatChoiceMessage(msgspec.Struct):
+    role: str
+    content: str
+
+
+class ChatChoice(msgspec.Struct):
+    index: int
+    message: ChatChoiceMessage
+    finish_reason: str | None
+
+
+class ChatResponse(msgspec.Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    object: str = "chat.completion"
+
+
+class CompletionChoice(msgspec.Struct):
+    index: int
+    text: str
+    finish_reason: str | None
+
+
+class CompletionResponse(msgspec.Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    object: str = "text_completion"
+
+
+class ModelCard(msgspec.Struct):
+    id: str
+    created: int
+    owned_by: str = "sun-sglang"
+    object: str = "model"
+
+
+class ModelList(msgspec.Struct):
+    data: list[ModelCard]
+    object: str = "list"
+
+
+class ErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail

@@ -1,0 +1,33 @@
+"""Each task's tokenizer and chat template, applied once in the gateway: both servers of a request
+get the same token ids, so the decode side can never count a different prompt length."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class TaskTokenizer:
+    def __init__(self, model_path: str) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.stop_token_ids = sorted(_eos_ids(Path(model_path)) | {self.tokenizer.eos_token_id} - {None})
+
+    def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        # transformers 5 returns a BatchEncoding for tokenize=True; older versions a list
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+    def text_ids(self, prompt: str) -> list[int]:
+        return self.tokenizer.encode(prompt)
+
+
+def _eos_ids(model_path: Path) -> set[int]:
+    gen = model_path / "generation_config.json"
+    if not gen.is_file():
+        return set()
+    eos = json.loads(gen.read_text()).get("eos_token_id")
+    if eos is None:
+        return set()
+    return set(eos) if isinstance(eos, list) else {eos}

@@ -1,0 +1,1 @@
+"""Start SGLang servers in SUN's roles, and whole local clusters."""

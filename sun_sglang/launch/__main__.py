@@ -1,0 +1,129 @@
+"""python -m sun_sglang.launch {prefill,decode,cluster}
+
+  prefill  --task NAME --model-path CKPT --decode-model-path BASE [--port P --bootstrap-port B]
+  decode   --model-path BASE [--port P]
+  cluster  --config FILE.yaml
+
+Unknown flags of prefill/decode pass through to SGLang.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from sun_sglang import compat
+from sun_sglang.launch import config as cluster_config
+from sun_sglang.launch.cluster import Cluster, plan, resolve_model
+from sun_sglang.launch.process import ServerFailed
+from sun_sglang.launch.roles import ServeOptions, ServerSpec, detect_device
+from sun_sglang.paths import home
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
+    parser.add_argument("--model-path", required=True)
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--transfer-backend", default="mooncake_tcp",
+                        choices=["mooncake_tcp", "mooncake", "nixl"])
+    parser.add_argument("--dtype", default="auto", help="resolved to one explicit dtype")
+    parser.add_argument("--kv-cache-dtype", default="auto")
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    parser.add_argument("--max-total-tokens", type=int, default=None)
+
+
+def _role_spec(args: argparse.Namespace, extra: list[str]) -> ServerSpec:
+    device = args.device or detect_device()
+    model = resolve_model(args.model_path)
+    reference = resolve_model(args.decode_model_path) if args.role == "prefill" else model
+    dtype = compat.serving_dtype(compat.read_config(reference), args.dtype)
+    if args.role == "prefill":
+        # Refused here, before SGLang starts: a mismatched module would reach the shared decode pool.
+        compat.check_prefill_module(model, reference, dtype, dtype)
+    max_tokens = args.max_total_tokens or (4096 if device == "cpu" else None)
+    options = ServeOptions(device=device, transfer_backend=args.transfer_backend, dtype=dtype,
+                           kv_cache_dtype=args.kv_cache_dtype, host=args.host,
+                           max_total_tokens=max_tokens, extra_args=extra)
+    return ServerSpec(role=args.role, name=args.role, model_path=model, port=args.port,
+                      dtype=dtype, options=options,
+                      bootstrap_port=getattr(args, "bootstrap_port", None),
+                      served_model_name=getattr(args, "task", None))
+
+
+def run_role(args: argparse.Namespace, extra: list[str]) -> int:
+    try:
+        spec = _role_spec(args, extra)
+    except (compat.IncompatibleCheckpoint, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(" ".join(spec.argv()), file=sys.stderr)
+    os.execve(spec.argv()[0], spec.argv(), spec.env())  # the role *is* the SGLang server
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    try:
+        config = cluster_config.load(args.config)
+        device = detect_device() if config.device == "auto" else config.device
+        cluster_plan = plan(config, device)
+    except (compat.IncompatibleCheckpoint, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    log_dir = Path(config.log_dir) if config.log_dir else home() / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    cluster = Cluster(cluster_plan, log_dir, config.startup_timeout_s)
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"starting {len(cluster_plan.servers)} servers on {device}; logs in {log_dir}", flush=True)
+    try:
+        cluster.start()
+    except ServerFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(cluster.describe(), indent=2), flush=True)
+    print(f"gateway: {cluster.gateway_url}", flush=True)
+    try:
+        while not stop["now"]:
+            dead = [p.name for p in cluster.procs if p.exit_code() is not None]
+            if dead:
+                print(f"error: {', '.join(dead)} exited; stopping the cluster", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("stopping the cluster", flush=True)
+        cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sun_sglang.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="role", required=True)
+    prefill = sub.add_parser("prefill", help="a task's prefill server")
+    prefill.add_argument("--task", required=True)
+    prefill.add_argument("--decode-model-path", required=True,
+                         help="the shared decode module this prefill module must match")
+    prefill.add_argument("--bootstrap-port", type=int, default=8998)
+    _add_serve_flags(prefill, 30100)
+    decode = sub.add_parser("decode", help="a shared decode server")
+    _add_serve_flags(decode, 30000)
+    cluster = sub.add_parser("cluster", help="a whole local cluster and its gateway")
+    cluster.add_argument("--config", required=True)
+    args, extra = parser.parse_known_args(argv)
+    if args.role == "cluster":
+        if extra:
+            parser.error(f"unknown arguments: {' '.join(extra)}")
+        return run_cluster(args)
+    return run_role(args, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

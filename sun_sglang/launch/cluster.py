@@ -1,0 +1,140 @@
+"""A whole local SUN cluster: decode pool, per-task prefill servers, the gateway."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from router.config import GatewayConfig, PrefillWorker, TaskRoute
+from sun_sglang import compat
+from sun_sglang.launch.config import ClusterConfig
+from sun_sglang.launch.process import ManagedProcess, stop_all, wait_healthy
+from sun_sglang.launch.roles import Device, ServeOptions, ServerSpec
+from sun_sglang.models import MODELS, prepare
+
+_BOOTSTRAP_OFFSET = 500
+
+
+def resolve_model(ref: str) -> str:
+    """A checkpoint folder as given, or a named model prepared on first use."""
+    if Path(ref).is_dir():
+        return str(Path(ref).resolve())
+    if ref in MODELS:
+        return str(prepare(ref))
+    raise FileNotFoundError(f"{ref!r} is neither a checkpoint folder nor a known model name")
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Every server of the cluster and the gateway's configuration; nothing started yet."""
+
+    servers: list[ServerSpec]
+    gateway: GatewayConfig
+
+    @property
+    def decode(self) -> list[ServerSpec]:
+        return [s for s in self.servers if s.role == "decode"]
+
+
+def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
+    """Resolve models, check every prefill module against the base, assign ports.
+    Raises compat.IncompatibleCheckpoint before anything starts."""
+    base = resolve_model(config.base)
+    dtype = compat.serving_dtype(compat.read_config(base), config.dtype)
+    options = ServeOptions(
+        device=device, transfer_backend=config.transfer_backend, dtype=dtype,
+        kv_cache_dtype=config.kv_cache_dtype, host="127.0.0.1",
+        max_total_tokens=config.max_total_tokens,
+    )
+    port = config.first_port
+    servers: list[ServerSpec] = []
+    for i in range(config.decode.replicas):
+        servers.append(ServerSpec(
+            role="decode", name=f"decode-{i}", model_path=base, port=port, dtype=dtype,
+            options=msgspec.structs.replace(options, extra_args=config.decode_args),
+        ))
+        port += 1
+    routes: dict[str, TaskRoute] = {}
+    for task, task_config in config.tasks.items():
+        ckpt = resolve_model(task_config.model_path)
+        try:
+            compat.check_prefill_module(ckpt, base, dtype, dtype)
+        except compat.IncompatibleCheckpoint as err:
+            raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
+        workers = []
+        for r in range(task_config.replicas):
+            spec = ServerSpec(
+                role="prefill", name=f"prefill-{task}-{r}", model_path=ckpt, port=port,
+                dtype=dtype, bootstrap_port=port + _BOOTSTRAP_OFFSET, served_model_name=task,
+                options=msgspec.structs.replace(options, extra_args=config.prefill_args),
+            )
+            servers.append(spec)
+            workers.append(PrefillWorker(url=spec.url, bootstrap_port=spec.bootstrap_port))
+            port += 1
+        routes[task] = TaskRoute(model_path=ckpt, prefill=workers)
+    gateway = GatewayConfig(
+        tasks=routes, decode=[s.url for s in servers if s.role == "decode"],
+        host=config.router.host, port=config.router.port,
+    )
+    return ClusterPlan(servers=servers, gateway=gateway)
+
+
+class Cluster:
+    """Starts a plan's servers and gateway, waits for health, stops everything it started."""
+
+    def __init__(self, cluster_plan: ClusterPlan, log_dir: Path, timeout_s: float) -> None:
+        self.plan = cluster_plan
+        self.log_dir = log_dir
+        self.timeout_s = timeout_s
+        self.procs: list[ManagedProcess] = []
+        self.startup_s: dict[str, float] = {}
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.plan.gateway.host}:{self.plan.gateway.port}"
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            servers = [self._spawn(s.name, s.argv(), s.env(), f"{s.url}/health") for s in self.plan.servers]
+            t0 = time.monotonic()
+            wait_healthy(servers, self.timeout_s)
+            self.startup_s["servers"] = time.monotonic() - t0
+            gateway_file = self.log_dir / "gateway.json"
+            gateway_file.write_bytes(msgspec.json.encode(self.plan.gateway))
+            argv = [sys.executable, "-m", "router", "--config", str(gateway_file)]
+            gateway = self._spawn("gateway", argv, None, f"{self.gateway_url}/health")
+            wait_healthy([gateway], timeout_s=120)
+            self.startup_s["total"] = time.monotonic() - t0
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None, health: str) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, env or dict(os.environ), self.log_dir / f"{name}.log", health)
+        proc.start()
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        stop_all(list(reversed(self.procs)))
+
+    def describe(self) -> dict:
+        return {
+            "gateway": self.gateway_url,
+            "logs": str(self.log_dir),
+            "servers": {p.name: {"pid": p.pid, "url": p.health_url} for p in self.procs},
+            "startup_s": {k: round(v, 1) for k, v in self.startup_s.items()},
+        }
+
+    def __enter__(self) -> "Cluster":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

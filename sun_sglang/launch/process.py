@@ -1,0 +1,126 @@
+"""Child processes started, watched and stopped by their PID (each in its own process group)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ServerFailed(RuntimeError):
+    """A server exited or did not become healthy in time."""
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str | None = None
+    popen: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            # A new session: the server's own children (scheduler, detokenizer) share its group,
+            # so one killpg stops them all.
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} was never started"
+        return self.popen.pid
+
+    def exit_code(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    def healthy(self) -> bool:
+        if self.health_url is None:
+            return self.exit_code() is None
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after grace_s."""
+        if self.popen is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.popen.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+            if not _group_alive(self.popen.pid):
+                break
+        self.popen.poll()
+
+
+def stop_all(procs: list["ManagedProcess"], grace_s: float = 15.0) -> None:
+    """SIGTERM every process group at once, then stop each (SIGKILL after the shared grace)."""
+    for proc in procs:
+        if proc.popen is not None and proc.popen.poll() is None:
+            try:
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        proc.stop(grace_s=max(0.5, deadline - time.monotonic()))
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_healthy(procs: list[ManagedProcess], timeout_s: float, poll_s: float = 1.0) -> float:
+    """Block until every process answers its health check; return the seconds waited.
+    Raises ServerFailed naming the first server that exited or the ones still not healthy,
+    with the tail of its log."""
+    start = time.monotonic()
+    pending = list(procs)
+    while pending:
+        for proc in list(pending):
+            code = proc.exit_code()
+            if code is not None:
+                raise ServerFailed(
+                    f"{proc.name} exited with code {code} during start-up; "
+                    f"log {proc.log_path}:\n{proc.log_tail()}"
+                )
+            if proc.healthy():
+                pending.remove(proc)
+        if not pending:
+            break
+        if time.monotonic() - start > timeout_s:
+            slow = pending[0]
+            raise ServerFailed(
+                f"{', '.join(p.name for p in pending)} not healthy after {timeout_s:.0f} s; "
+                f"log {slow.log_path}:\n{slow.log_tail()}"
+            )
+        time.sleep(poll_s)
+    return time.monotonic() - start

@@ -1,0 +1,105 @@
+"""The command line and environment of one SGLang server in a SUN role.
+
+Every server gets the same pinned dtype and KV-dtype spelling, loopback addresses and the transfer
+backend; CPU machines get the work-arounds of shared/SGLANG_CPU.md (flags and environment here,
+code fixes in patches/). Pure functions: nothing here starts a process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from typing import Literal
+
+import msgspec
+
+Role = Literal["prefill", "decode"]
+Backend = Literal["mooncake_tcp", "mooncake", "nixl"]
+Device = Literal["cpu", "cuda"]
+
+_CPU_FLAGS = [
+    "--attention-backend", "torch_native",
+    "--cuda-graph-backend-decode", "disabled",
+    "--cuda-graph-backend-prefill", "disabled",
+    "--skip-server-warmup",
+    # Idle schedulers otherwise spin a core each: three servers on two cores ran 10x slower.
+    "--sleep-on-idle",
+]
+
+
+def detect_device() -> Device:
+    """cuda when an NVIDIA GPU answers, else cpu. Called once, at the command-line edge."""
+    if shutil.which("nvidia-smi") is None:
+        return "cpu"
+    probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=20)
+    return "cuda" if probe.returncode == 0 and probe.stdout.strip() else "cpu"
+
+
+class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What every server of a cluster shares."""
+
+    device: Device = "cpu"
+    transfer_backend: Backend = "mooncake_tcp"
+    dtype: str = "auto"  # resolved per cluster to one explicit dtype before any server starts
+    kv_cache_dtype: str = "auto"
+    host: str = "127.0.0.1"
+    max_total_tokens: int | None = 4096
+    extra_args: list[str] = []
+
+
+class ServerSpec(msgspec.Struct, frozen=True):
+    """One server: its role, checkpoint, ports and name."""
+
+    role: Role
+    name: str  # "prefill:math:0", "decode:0"
+    model_path: str
+    port: int
+    dtype: str  # explicit, never "auto"
+    options: ServeOptions
+    bootstrap_port: int | None = None  # prefill only
+    served_model_name: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        opts = self.options
+        argv = [
+            sys.executable, "-m", "sglang.launch_server",
+            "--model-path", self.model_path,
+            "--host", opts.host, "--port", str(self.port),
+            "--device", opts.device,
+            "--dtype", self.dtype,
+            "--kv-cache-dtype", opts.kv_cache_dtype,
+            "--disaggregation-mode", self.role,
+            "--disaggregation-transfer-backend", opts.transfer_backend,
+        ]
+        if self.served_model_name:
+            argv += ["--served-model-name", self.served_model_name]
+        if opts.max_total_tokens:
+            argv += ["--max-total-tokens", str(opts.max_total_tokens)]
+        if self.role == "prefill":
+            assert self.bootstrap_port is not None, "a prefill server needs a bootstrap port"
+            argv += ["--disaggregation-bootstrap-port", str(self.bootstrap_port)]
+        if opts.device == "cpu":
+            argv += _CPU_FLAGS
+            if self.role == "decode":
+                # Keeps the prefill's KV across retraction (a CPU tensor copy) instead of the
+                # pinned host pool, which needs CUDA. Never recompute the prompt with decode weights.
+                argv += ["--disaggregation-decode-retraction-backup", "cpu_tensor"]
+        return argv + list(opts.extra_args)
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        host = self.options.host
+        env["SGLANG_HOST_IP"] = host  # else the transfer engine advertises the LAN address
+        env["NO_PROXY"] = env["no_proxy"] = f"{host},localhost,127.0.0.1"
+        if self.options.transfer_backend == "mooncake_tcp":
+            env["MC_FORCE_TCP"] = "1"
+        if self.options.device == "cpu":
+            env["SGLANG_USE_CPU_ENGINE"] = "1"
+            env.setdefault("UCX_NET_DEVICES", "lo")
+        return env

@@ -1,0 +1,30 @@
+"""Shared fixtures: prepared models (built once into the cache, then reused)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+if torch.version.cuda is None:
+    # SGLang caches is_cpu() at first call: set before any test imports sglang.
+    os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+
+from sun_sglang.models import prepare
+
+
+@pytest.fixture(scope="session")
+def tiny_base() -> Path:
+    return prepare("tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_task() -> Path:
+    return prepare("tiny-llama-variant-a")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    return prepare("smollm2-135m")
