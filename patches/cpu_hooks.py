@@ -14,12 +14,16 @@ _PREFILL = "sglang.srt.disaggregation.prefill.SchedulerDisaggregationPrefillMixi
 SEND_KV_CHUNK = f"{_PREFILL}._send_kv_chunk"
 SEND_CACHED_PREFIX = f"{_PREFILL}.maybe_send_cached_prefix_chunk"
 NIXL_MANAGER_INIT = "sglang.srt.disaggregation.nixl.conn.NixlKVManager.__init__"
+NIXL_AGENT_CONFIG = "nixl_cu12._bindings.nixlAgentConfig"
+NIXL_PROGRESS_DELAY_US = 200
 
 PINS = [
     Pin(SEND_KV_CHUNK, "0cc9ca5c573552d23a8541a58be2fdc8c2949e80697a0a36c66d1ae0dfd3f3b7"),
     Pin(SEND_CACHED_PREFIX, "cc020aadd8c3b77eb439c2b0278b368a6bb6d278911c5d2fe0a0f386ece1ff2b"),
     Pin(NIXL_MANAGER_INIT, "4390f2f2c2c6c23220358d5733318653f6db99b5171fb37cad4d5f625e90a142"),
     # The decode side passes explicit "VRAM" kinds from here; the NIXL hook overrides them.
+    # NIXL's Python agent hard-codes the progress thread's delay to 0 here.
+    Pin("nixl_cu12._api.nixl_agent.__init__", "909c5cf76fcf41388f80796e41813a673d7b96df926e5a0ed76bb172c0d2be3a"),
     Pin("sglang.srt.disaggregation.decode.DecodePreallocQueue._init_kv_manager", "bca581d7886d32a86755b369e6aa22c2b508495a3aa580b3046ddd70ae20ede8"),
 ]
 
@@ -51,9 +55,33 @@ def nixl_kv_in_dram(manager: Any, *args: Any, **kw: Any) -> None:
     kv_args.kv_data_mem_kinds = ["DRAM"] * len(kv_args.kv_data_ptrs)
 
 
+def polite_nixl_agent_config() -> type:
+    """NIXL's Python agent sets the progress thread's delay to 0, so the thread spins on
+    sched_yield: with three servers on two cores that starved the model (a 16-token request took
+    20-40 s instead of 2-3 s). A subclass of the binding's config raises the delay to
+    NIXL_PROGRESS_DELAY_US; turning the thread off instead hangs the transfers."""
+    from nixl_cu12 import _bindings
+
+    class PoliteAgentConfig(_bindings.nixlAgentConfig):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name == "pthrDelay":
+                value = max(int(value), NIXL_PROGRESS_DELAY_US)
+            super().__setattr__(name, value)
+
+    return PoliteAgentConfig
+
+
 def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     HookRegistry.register(SEND_KV_CHUNK, send_kv_chunk_host_indices, HookType.AROUND)
     HookRegistry.register(SEND_CACHED_PREFIX, send_cached_prefix_without_cuda_event, HookType.AROUND)
     HookRegistry.register(NIXL_MANAGER_INIT, nixl_kv_in_dram, HookType.BEFORE)
+    if _nixl_installed():
+        HookRegistry.register(NIXL_AGENT_CONFIG, polite_nixl_agent_config(), HookType.REPLACE)
+
+
+def _nixl_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nixl_cu12") is not None

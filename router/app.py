@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -15,6 +16,8 @@ from router.config import GatewayConfig
 from router.pd import UpstreamError, generate
 from router.policy import least_loaded
 from router.tokenizer import TaskTokenizer
+
+log = logging.getLogger("router")
 
 
 class ApiError(Exception):
@@ -120,6 +123,8 @@ async def _decode_body(request: web.Request, kind: type) -> Any:
         raise ApiError(400, f"invalid request: {err}") from err
     except msgspec.DecodeError as err:
         raise ApiError(400, f"malformed JSON: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ApiError(400, f"malformed JSON: the body is not valid UTF-8 ({err.reason})") from err
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -139,6 +144,11 @@ def build_app(config: GatewayConfig) -> web.Application:
         except web.HTTPRequestEntityTooLarge:
             body = p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error"))
             return _json(body, 413)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return _json(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
 
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,14 @@ import torch
 if torch.version.cuda is None:
     # SGLang caches is_cpu() at first call: set before any test imports sglang.
     os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A SIGTERM (CI time-out, kill) runs fixture teardown like Ctrl-C: clusters get stopped.
+signal.signal(signal.SIGTERM, _interrupt)
 
 from sun_sglang.models import prepare
 

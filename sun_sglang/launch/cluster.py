@@ -103,14 +103,13 @@ class Cluster:
         try:
             servers = [self._spawn(s.name, s.argv(), s.env(), f"{s.url}/health") for s in self.plan.servers]
             t0 = time.monotonic()
-            wait_healthy(servers, self.timeout_s)
-            self.startup_s["servers"] = time.monotonic() - t0
+            self.startup_s.update(wait_healthy(servers, self.timeout_s))
             gateway_file = self.log_dir / "gateway.json"
             gateway_file.write_bytes(msgspec.json.encode(self.plan.gateway))
             argv = [sys.executable, "-m", "router", "--config", str(gateway_file)]
             gateway = self._spawn("gateway", argv, None, f"{self.gateway_url}/health")
-            wait_healthy([gateway], timeout_s=120)
-            self.startup_s["total"] = time.monotonic() - t0
+            self.startup_s.update(wait_healthy([gateway], timeout_s=120))
+            self.startup_s["cluster"] = time.monotonic() - t0
         except BaseException:
             self.stop()
             raise

@@ -98,12 +98,13 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def wait_healthy(procs: list[ManagedProcess], timeout_s: float, poll_s: float = 1.0) -> float:
-    """Block until every process answers its health check; return the seconds waited.
+def wait_healthy(procs: list[ManagedProcess], timeout_s: float, poll_s: float = 1.0) -> dict[str, float]:
+    """Block until every process answers its health check; return seconds to health per name.
     Raises ServerFailed naming the first server that exited or the ones still not healthy,
     with the tail of its log."""
     start = time.monotonic()
     pending = list(procs)
+    ready: dict[str, float] = {}
     while pending:
         for proc in list(pending):
             code = proc.exit_code()
@@ -114,6 +115,7 @@ def wait_healthy(procs: list[ManagedProcess], timeout_s: float, poll_s: float = 
                 )
             if proc.healthy():
                 pending.remove(proc)
+                ready[proc.name] = time.monotonic() - start
         if not pending:
             break
         if time.monotonic() - start > timeout_s:
@@ -123,4 +125,4 @@ def wait_healthy(procs: list[ManagedProcess], timeout_s: float, poll_s: float = 
                 f"log {slow.log_path}:\n{slow.log_tail()}"
             )
         time.sleep(poll_s)
-    return time.monotonic() - start
+    return ready

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures with their conditions (never timed assertions)."""

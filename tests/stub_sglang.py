@@ -1,0 +1,61 @@
+"""A stand-in for an SGLang server in a PD role: records what the gateway sends, answers
+instantly or fails on demand. The decode stub waits for its KV like the real one: until the
+matching prefill request arrived, or an abort names its rid."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class StubState:
+    role: str
+    fail_with: int | None = None  # HTTP status to answer /generate with
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+    rooms_done: set[int] = field(default_factory=set)
+    peer: "StubState | None" = None
+
+
+def stub_app(state: StubState) -> web.Application:
+    async def generate(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.requests.append(body)
+        if state.fail_with is not None:
+            return web.json_response({"error": {"message": "stub failure"}}, status=state.fail_with)
+        ids = body["input_ids"]
+        if state.role == "prefill":
+            state.rooms_done.add(body["bootstrap_room"])
+            return web.json_response({"text": "A", "output_ids": [65],
+                                      "meta_info": _meta(len(ids), 1)})
+        for _ in range(500):  # decode: wait for "KV" (the prefill's room) or an abort
+            if body["rid"] in state.aborted:
+                return web.json_response({"error": {"message": "aborted"}}, status=499)
+            if state.peer and body["bootstrap_room"] in state.peer.rooms_done:
+                n = body["sampling_params"].get("max_new_tokens", 4)
+                return web.json_response({"text": "A" * n, "output_ids": [65] * n,
+                                          "meta_info": _meta(len(ids), n)})
+            await asyncio.sleep(0.01)
+        return web.json_response({"error": {"message": "bootstrap timeout"}}, status=500)
+
+    async def abort(request: web.Request) -> web.Response:
+        state.aborted.append((await request.json())["rid"])
+        return web.json_response({})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/generate", generate)
+    app.router.add_post("/abort_request", abort)
+    app.router.add_get("/health", health)
+    return app
+
+
+def _meta(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "finish_reason": {"type": "length", "length": completion_tokens}}

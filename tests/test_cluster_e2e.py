@@ -1,0 +1,166 @@
+"""End to end on real SGLang servers: two prefill servers holding two different task checkpoints
+of SmolLM2-135M, one decode server holding the base, the gateway in front; once per transfer
+backend. Greedy tokens must equal the SUN reference, and differ from the base alone and from the
+task model alone: the KV came from the task's prefill module, the decoding from the shared base.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sun_sglang.launch import config as cluster_config
+from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.models import prepare
+from sun_sglang.reference import SunReference
+
+pytestmark = pytest.mark.cluster
+
+QUESTIONS = ["What is 12 + 30?", "Write a haiku about the sea.", "Name three colours.",
+             "What is the capital of France?"]
+MAX_NEW = 16
+TASKS = {"math": "smollm2-135m-variant-a", "chat": "smollm2-135m-variant-b"}
+
+
+def _free_port_block(n: int, offset: int) -> int:
+    """A first port p with p..p+n and p+offset..p+offset+n all free on loopback."""
+    for first in range(32000, 60000, 50):
+        ports = [*range(first, first + n), *range(first + offset, first + offset + n)]
+        if all(_free(p) for p in ports):
+            return first
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _post(url: str, body: dict, timeout: float = 300) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def prompts() -> dict[str, list[list[int]]]:
+    """Token ids per task, from each task's own tokenizer and chat template."""
+    from transformers import AutoTokenizer
+
+    out = {}
+    for task, model in TASKS.items():
+        tok = AutoTokenizer.from_pretrained(prepare(model))
+        out[task] = [list(tok.apply_chat_template([{"role": "user", "content": q}],
+                                                  add_generation_prompt=True, tokenize=True)["input_ids"])
+                     for q in QUESTIONS]
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected(prompts: dict[str, list[list[int]]]) -> dict[str, dict[str, list[list[int]]]]:
+    base = str(prepare("smollm2-135m"))
+    out: dict[str, dict[str, list[list[int]]]] = {}
+    for task, model in TASKS.items():
+        path = str(prepare(model))
+        out[task] = {
+            "sun": SunReference.load(path, base).generate(prompts[task], MAX_NEW),
+            "base_alone": SunReference.load(base, base).generate(prompts[task], MAX_NEW),
+            "task_alone": SunReference.load(path, path).generate(prompts[task], MAX_NEW),
+        }
+    return out
+
+
+@pytest.fixture(scope="module", params=["mooncake_tcp", "nixl"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp(f"cluster-{request.param}")
+    first = _free_port_block(4, 500)
+    router_port = _free_port_block(1, 1) + 10
+    yaml = tmp / "cluster.yaml"
+    yaml.write_text(
+        f"base: {prepare('smollm2-135m')}\n"
+        f"transfer_backend: {request.param}\n"
+        "decode: {replicas: 1}\n"
+        "tasks:\n" + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items()) +
+        f"router: {{host: 127.0.0.1, port: {router_port}}}\n"
+        f"first_port: {first}\n"
+    )
+    running = Cluster(plan(cluster_config.load(yaml), "cpu"), tmp / "logs", timeout_s=300)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+    assert all(p.exit_code() is not None for p in running.procs)
+
+
+def test_concurrent_tasks_match_sun_reference(expected, prompts, cluster: Cluster) -> None:
+    n = len(QUESTIONS)
+    jobs = [(task, i) for i in range(n) for task in TASKS]
+
+    def ask(job: tuple[str, int]) -> list[int]:
+        task, i = job
+        body = {"model": task, "input_ids": prompts[task][i],
+                "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0}}
+        return _post(f"{cluster.gateway_url}/generate", body)["output_ids"]
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        served = dict(zip(jobs, pool.map(ask, jobs)))
+    for task in TASKS:
+        got = [served[(task, i)] for i in range(n)]
+        assert got == expected[task]["sun"][:n], f"{task}: served tokens differ from the SUN reference"
+        assert got != expected[task]["base_alone"][:n], f"{task}: indistinguishable from the base alone"
+        assert got != expected[task]["task_alone"][:n], f"{task}: indistinguishable from the task model alone"
+
+
+def test_chat_completions_match_reference_text(expected, cluster: Cluster) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(prepare("smollm2-135m"))
+    for task in TASKS:
+        body = {"model": task, "messages": [{"role": "user", "content": QUESTIONS[0]}],
+                "max_tokens": MAX_NEW, "temperature": 0}
+        out = _post(f"{cluster.gateway_url}/v1/chat/completions", body)
+        want = tok.decode(expected[task]["sun"][0], skip_special_tokens=True)
+        assert out["choices"][0]["message"]["content"] == want
+        assert out["usage"]["completion_tokens"] == len(expected[task]["sun"][0])
+
+
+@pytest.fixture(scope="module")
+def truncated_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, loadable 20-layer SmolLM2: the hazard that silently decodes garbage."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = prepare("smollm2-135m")
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model.model.layers = model.model.layers[:20]
+    model.config.num_hidden_layers = 20
+    out = tmp_path_factory.mktemp("truncated")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out
+
+
+def test_mismatched_prefill_refused_and_decode_keeps_serving(
+    expected, prompts, truncated_checkpoint: Path, cluster: Cluster
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "sun_sglang.launch", "prefill", "--task", "bad",
+         "--model-path", str(truncated_checkpoint), "--decode-model-path", str(prepare("smollm2-135m")),
+         "--port", str(_free_port_block(1, 1)), "--bootstrap-port", str(_free_port_block(1, 1) + 1),
+         "--transfer-backend", cluster.plan.servers[0].options.transfer_backend],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2
+    assert "num_hidden_layers: 20 (prefill) vs 30 (decode)" in out.stderr
+    body = {"model": "chat", "input_ids": prompts["chat"][1],
+            "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0}}
+    assert _post(f"{cluster.gateway_url}/generate", body)["output_ids"] == expected["chat"]["sun"][1]
+    assert all(p.exit_code() is None for p in cluster.procs)

@@ -1,0 +1,123 @@
+"""The gateway against stub PD servers: the protocol it speaks, and what bad input gets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from router.app import build_app
+from router.config import GatewayConfig, PrefillWorker, TaskRoute
+from tests.stub_sglang import StubState, stub_app
+
+CHAT = {"model": "math", "messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 3,
+        "temperature": 0}
+
+
+@asynccontextmanager
+async def gateway(model_path: Path, max_body: int = 1 << 20) -> AsyncIterator[tuple]:
+    prefill, decode = StubState("prefill"), StubState("decode")
+    decode.peer = prefill
+    async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
+        config = GatewayConfig(
+            tasks={"math": TaskRoute(str(model_path), [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)])},
+            decode=[str(d_srv.make_url("")).rstrip("/")], max_body_bytes=max_body,
+        )
+        async with TestServer(build_app(config)) as gw, aiohttp.ClientSession() as client:
+            yield str(gw.make_url("")).rstrip("/"), client, prefill, decode
+
+
+def run(coro) -> None:
+    asyncio.run(coro)
+
+
+def test_chat_sends_same_ids_and_bootstrap_to_both_legs(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, prefill, decode):
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 200
+                data = await resp.json()
+            assert data["object"] == "chat.completion" and data["model"] == "math"
+            assert data["choices"][0]["message"] == {"role": "assistant", "content": "AAA"}
+            assert data["usage"]["completion_tokens"] == 3
+            (p_req,), (d_req,) = prefill.requests, decode.requests
+            assert p_req == d_req  # one body for both legs: same ids, room, rid
+            assert p_req["bootstrap_port"] == 9999 and p_req["bootstrap_host"] == "127.0.0.1"
+            assert 0 <= p_req["bootstrap_room"] < 2**63
+            assert p_req["input_ids"][:1] == [1]  # the task's chat template, applied once
+            assert p_req["sampling_params"]["stop_token_ids"] == [2]
+            assert p_req["sampling_params"]["max_new_tokens"] == 3
+    run(body())
+
+
+def test_models_and_completions(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, prefill, _):
+            async with client.get(f"{url}/v1/models") as resp:
+                assert [m["id"] for m in (await resp.json())["data"]] == ["math"]
+            req = {"model": "math", "prompt": [5, 6, 7], "max_tokens": 2}
+            async with client.post(f"{url}/v1/completions", json=req) as resp:
+                data = await resp.json()
+            assert data["choices"][0]["text"] == "AA" and prefill.requests[-1]["input_ids"] == [5, 6, 7]
+    run(body())
+
+
+BAD = [
+    (b"{not json", 400, "malformed JSON"),
+    (b'{"model": "math", "messages": [{"role": "user", "content": "\xff\xfe"}]}', 400, "malformed JSON"),
+    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
+    (b'{"model": "math:adapter", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
+    (b'{"model": "math", "messages": []}', 400, "messages must not be empty"),
+    (b'{"model": "math", "messages": "hello"}', 400, "invalid request"),
+    (b'{"model": "math", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}', 400, "invalid request"),
+    (b'{"model": "math", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', 400, "max_tokens"),
+    (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "missing required field `model`"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "message"), BAD)
+def test_bad_input_gets_openai_error_and_gateway_stays_healthy(
+    tiny_base: Path, raw: bytes, status: int, message: str
+) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, prefill, decode):
+            async with client.post(f"{url}/v1/chat/completions", data=raw,
+                                   headers={"content-type": "application/json"}) as resp:
+                assert resp.status == status
+                err = (await resp.json())["error"]
+            assert message in err["message"] and err["type"]
+            assert not prefill.requests and not decode.requests  # nothing reached a server
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 200
+    run(body())
+
+
+def test_oversized_body_is_413(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, max_body=1000) as (url, client, _, _d):
+            big = {**CHAT, "messages": [{"role": "user", "content": "x" * 5000}]}
+            async with client.post(f"{url}/v1/chat/completions", json=big) as resp:
+                assert resp.status == 413
+                assert "too large" in (await resp.json())["error"]["message"]
+    run(body())
+
+
+def test_failed_prefill_aborts_decode_and_fails_fast(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, prefill, decode):
+            prefill.fail_with = 500
+            t0 = time.monotonic()
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 502
+                err = (await resp.json())["error"]
+            assert time.monotonic() - t0 < 3  # not the decode server's bootstrap timeout
+            assert err["type"] == "upstream_error" and "HTTP 500" in err["message"]
+            await asyncio.sleep(0.1)
+            assert decode.aborted == [decode.requests[0]["rid"]]
+    run(body())

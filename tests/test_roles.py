@@ -1,0 +1,97 @@
+"""Server command lines: SUN's pinned settings on every server, CPU work-arounds on CPU."""
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from sun_sglang.launch import config as cluster_config
+from sun_sglang.launch.cluster import plan
+from sun_sglang.launch.roles import ServeOptions, ServerSpec
+
+
+def _flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_prefill_and_decode_argv_pin_dtype_kv_dtype_and_backend() -> None:
+    opts = ServeOptions(device="cpu", transfer_backend="nixl", extra_args=["--log-level", "warning"])
+    prefill = ServerSpec("prefill", "p", "/ckpt", 31001, "float32", opts, bootstrap_port=31501,
+                         served_model_name="math")
+    decode = ServerSpec("decode", "d", "/base", 31000, "float32", opts)
+    for spec in (prefill, decode):
+        argv = spec.argv()
+        assert _flag(argv, "--dtype") == "float32"
+        assert _flag(argv, "--kv-cache-dtype") == "auto"
+        assert _flag(argv, "--host") == "127.0.0.1"
+        assert _flag(argv, "--disaggregation-transfer-backend") == "nixl"
+        assert _flag(argv, "--disaggregation-mode") == spec.role
+        assert argv[-2:] == ["--log-level", "warning"]  # pass-through last
+        env = spec.env({})
+        assert env["SGLANG_HOST_IP"] == "127.0.0.1" and env["SGLANG_USE_CPU_ENGINE"] == "1"
+    assert _flag(prefill.argv(), "--disaggregation-bootstrap-port") == "31501"
+    assert _flag(decode.argv(), "--disaggregation-decode-retraction-backup") == "cpu_tensor"
+    assert "--disaggregation-bootstrap-port" not in decode.argv()
+
+
+def test_gpu_argv_has_no_cpu_workarounds() -> None:
+    spec = ServerSpec("decode", "d", "/base", 31000, "bfloat16", ServeOptions(device="cuda"))
+    assert "torch_native" not in spec.argv()
+    assert "SGLANG_USE_CPU_ENGINE" not in spec.env({})
+
+
+def test_mooncake_tcp_forces_tcp() -> None:
+    spec = ServerSpec("decode", "d", "/base", 31000, "float32", ServeOptions())
+    assert spec.env({})["MC_FORCE_TCP"] == "1"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_cluster_plan_assigns_distinct_ports_and_one_dtype(tmp_path: Path, tiny_base: Path,
+                                                           tiny_task: Path) -> None:
+    cfg = cluster_config.load(_write(tmp_path, f"""
+base: {tiny_base}
+decode: {{replicas: 2}}
+tasks:
+  math: {{model_path: {tiny_task}, replicas: 2}}
+  chat: {{model_path: {tiny_base}}}
+router: {{port: 8123}}
+"""))
+    cluster = plan(cfg, "cpu")
+    ports = [s.port for s in cluster.servers]
+    boots = [s.bootstrap_port for s in cluster.servers if s.role == "prefill"]
+    assert len(set(ports)) == len(ports) == 5 and len(set(boots)) == 3
+    assert not set(ports) & set(boots)
+    assert {s.dtype for s in cluster.servers} == {"float32"}
+    assert len(cluster.gateway.decode) == 2 and len(cluster.gateway.tasks["math"].prefill) == 2
+    assert cluster.gateway.port == 8123
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("base: x\ntasks: {}\n", "at least one task"),
+        ("base: x\ntasks: {'a:b': {model_path: x}}\n", "task name 'a:b'"),
+        ("base: x\ntasks: {a: {model_path: x}}\nbogus: 1\n", "unknown field `bogus`"),
+        ("base: x\ntasks: {a: {model_path: x, replicas: 0}}\n", "replicas must be at least 1"),
+    ],
+)
+def test_bad_cluster_files_are_refused(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises((ValueError, msgspec.ValidationError), match=message):
+        cluster_config.load(_write(tmp_path, body))
+
+
+def test_cluster_with_mismatched_task_is_refused_before_start(tmp_path: Path, tiny_base: Path,
+                                                              smollm2: Path) -> None:
+    cfg = cluster_config.load(_write(tmp_path, f"""
+base: {tiny_base}
+tasks: {{bad: {{model_path: {smollm2}}}}}
+"""))
+    from sun_sglang.compat import IncompatibleCheckpoint
+
+    with pytest.raises(IncompatibleCheckpoint, match=r"task 'bad'.*num_hidden_layers: 30 \(prefill\) vs 2"):
+        plan(cfg, "cpu")
