@@ -35,12 +35,16 @@ def main() -> None:
         for task in config.tasks:
             t0 = time.perf_counter()
             reply = client.chat.completions.create(
-                model=task, messages=[{"role": "user", "content": QUESTION}],
-                max_tokens=32, temperature=0,
+                model=task,
+                messages=[{"role": "user", "content": QUESTION}],
+                max_tokens=32,
+                temperature=0,
             )
             took = time.perf_counter() - t0
-            print(f"[{task}] ({took:.1f} s, {reply.usage.completion_tokens} tokens) "
-                  f"{reply.choices[0].message.content!r}")
+            print(
+                f"[{task}] ({took:.1f} s, {reply.usage.completion_tokens} tokens) "
+                f"{reply.choices[0].message.content!r}"
+            )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,14 @@ PINS = [
     Pin(NIXL_MANAGER_INIT, "4390f2f2c2c6c23220358d5733318653f6db99b5171fb37cad4d5f625e90a142"),
     # The decode side passes explicit "VRAM" kinds from here; the NIXL hook overrides them.
     # NIXL's Python agent hard-codes the progress thread's delay to 0 here.
-    Pin("nixl_cu12._api.nixl_agent.__init__", "909c5cf76fcf41388f80796e41813a673d7b96df926e5a0ed76bb172c0d2be3a"),
-    Pin("sglang.srt.disaggregation.decode.DecodePreallocQueue._init_kv_manager", "bca581d7886d32a86755b369e6aa22c2b508495a3aa580b3046ddd70ae20ede8"),
+    Pin(
+        "nixl_cu12._api.nixl_agent.__init__",
+        "909c5cf76fcf41388f80796e41813a673d7b96df926e5a0ed76bb172c0d2be3a",
+    ),
+    Pin(
+        "sglang.srt.disaggregation.decode.DecodePreallocQueue._init_kv_manager",
+        "bca581d7886d32a86755b369e6aa22c2b508495a3aa580b3046ddd70ae20ede8",
+    ),
 ]
 
 

@@ -66,7 +66,6 @@ def installed_sglang_version() -> str:
         return "not installed"
 
 
-
 def sha256_file(path) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()

@@ -77,8 +77,17 @@ def apply(patch: VersionedPatch) -> str:
     if state(patch) == "applied":
         return "already applied"
     subprocess.run(
-        ["patch", "-p1", "--forward", "--silent", "--no-backup-if-mismatch",
-         "-d", str(_root(patch)), "-i", str(PATCH_DIR / patch.patch_file)],
+        [
+            "patch",
+            "-p1",
+            "--forward",
+            "--silent",
+            "--no-backup-if-mismatch",
+            "-d",
+            str(_root(patch)),
+            "-i",
+            str(PATCH_DIR / patch.patch_file),
+        ],
         check=True,
     )
     if state(patch) != "applied":

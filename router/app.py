@@ -21,8 +21,14 @@ log = logging.getLogger("router")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.kind, self.param, self.code = status, kind, param, code
 
@@ -53,8 +59,9 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
 
     async def startup(self, _app: web.Application) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.config.timeouts.request_s,
-                                        connect=self.config.timeouts.connect_s)
+        timeout = aiohttp.ClientTimeout(
+            total=self.config.timeouts.request_s, connect=self.config.timeouts.connect_s
+        )
         self.session = aiohttp.ClientSession(timeout=timeout)
 
     async def cleanup(self, _app: web.Application) -> None:
@@ -63,9 +70,12 @@ class Gateway:
 
     def task(self, model: str) -> str:
         if model not in self.config.tasks:
-            raise ApiError(404, f"The model '{model}' does not exist; known: "
-                           f"{', '.join(sorted(self.config.tasks))}", param="model",
-                           code="model_not_found")
+            raise ApiError(
+                404,
+                f"The model '{model}' does not exist; known: {', '.join(sorted(self.config.tasks))}",
+                param="model",
+                code="model_not_found",
+            )
         return model
 
     def sampling_params(self, task: str, req: p.SamplingFields) -> dict[str, Any]:
@@ -96,8 +106,9 @@ class Gateway:
         prefill_pool = self.prefill[task]
         pi, di = prefill_pool.acquire(), self.decode.acquire()
         try:
-            return await generate(self.session, prefill_pool.workers[pi], self.decode.workers[di],
-                                  input_ids, params)
+            return await generate(
+                self.session, prefill_pool.workers[pi], self.decode.workers[di], input_ids, params
+            )
         except UpstreamError as err:
             raise ApiError(502 if err.status >= 500 else err.status, str(err), kind="upstream_error") from err
         finally:
@@ -166,8 +177,9 @@ def build_app(config: GatewayConfig) -> web.Application:
         out = await gw.run(task, ids, gw.sampling_params(task, req))
         meta = out["meta_info"]
         choice = p.ChatChoice(0, p.ChatChoiceMessage("assistant", out["text"]), _finish_reason(meta))
-        return _json(p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), task,
-                                    [choice], _usage(meta)))
+        return _json(
+            p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), task, [choice], _usage(meta))
+        )
 
     async def completions(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.CompletionRequest)
@@ -176,8 +188,9 @@ def build_app(config: GatewayConfig) -> web.Application:
         out = await gw.run(task, ids, gw.sampling_params(task, req))
         meta = out["meta_info"]
         choice = p.CompletionChoice(0, out["text"], _finish_reason(meta))
-        return _json(p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), task,
-                                          [choice], _usage(meta)))
+        return _json(
+            p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), task, [choice], _usage(meta))
+        )
 
     async def native_generate(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.GenerateRequest)

@@ -33,8 +33,9 @@ async def _post_json(session: aiohttp.ClientSession, url: str, body: dict[str, A
 async def abort(session: aiohttp.ClientSession, server_url: str, rid: str) -> None:
     """Ask a server to drop a request; best effort (the server may be gone)."""
     try:
-        async with session.post(f"{server_url}/abort_request", json={"rid": rid},
-                                timeout=aiohttp.ClientTimeout(total=5)):
+        async with session.post(
+            f"{server_url}/abort_request", json={"rid": rid}, timeout=aiohttp.ClientTimeout(total=5)
+        ):
             pass
     except (aiohttp.ClientError, asyncio.TimeoutError):
         pass

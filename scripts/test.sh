@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+.venv/bin/ruff check --quiet . --exclude .venv
 exec .venv/bin/python -m pytest "$@"

@@ -17,14 +17,27 @@ from typing import Any
 
 # config.json fields that fix the KV layout, the positions and the token space.
 _FIELDS = (
-    "architectures", "model_type", "num_hidden_layers", "num_key_value_heads",
-    "num_attention_heads", "head_dim", "hidden_size", "vocab_size", "rope", "quantized_kv",
+    "architectures",
+    "model_type",
+    "num_hidden_layers",
+    "num_key_value_heads",
+    "num_attention_heads",
+    "head_dim",
+    "hidden_size",
+    "vocab_size",
+    "rope",
+    "quantized_kv",
 )
 
 _DTYPE_NAMES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
 }
 
 
@@ -111,7 +124,9 @@ def mismatches(prefill: dict[str, Any], decode: dict[str, Any]) -> list[Mismatch
 
 
 def check_prefill_module(
-    prefill_path: str | Path, decode_path: str | Path, prefill_dtype: str = "auto",
+    prefill_path: str | Path,
+    decode_path: str | Path,
+    prefill_dtype: str = "auto",
     decode_dtype: str = "auto",
 ) -> None:
     """Raise IncompatibleCheckpoint naming every mismatched field and both values."""

@@ -28,8 +28,8 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
     for row, prompt in enumerate(prompts):
         if len(prompt) == 0:
             raise ValueError(f"prompt {row} is empty")
-        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt):] = 1
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
     return ids, mask
 
 
@@ -60,8 +60,13 @@ def sun_generate(
         if bool(done.all()) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=torch.long)], dim=1)
-        out = decode(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                     past_key_values=cache, use_cache=True)
+        out = decode(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=next_pos[:, None],
+            past_key_values=cache,
+            use_cache=True,
+        )
         cache = out.past_key_values
         token = torch.where(done, torch.full_like(token, pad_id), out.logits[:, -1].argmax(-1))
         next_pos = next_pos + 1
@@ -78,7 +83,7 @@ class SunReference:
     pad_id: int
 
     @classmethod
-    def load(cls, prefill_path: str, decode_path: str, dtype: str = "float32") -> "SunReference":
+    def load(cls, prefill_path: str, decode_path: str, dtype: str = "float32") -> SunReference:
         decode = load_model(decode_path, dtype)
         prefill = decode if prefill_path == decode_path else load_model(prefill_path, dtype)
         eos = prefill.generation_config.eos_token_id
@@ -87,5 +92,6 @@ class SunReference:
         return cls(prefill, decode, stops, pad if pad is not None else 0)
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        return sun_generate(self.prefill, self.decode, prompts, max_new_tokens,
-                            self.stop_token_ids, self.pad_id)
+        return sun_generate(
+            self.prefill, self.decode, prompts, max_new_tokens, self.stop_token_ids, self.pad_id
+        )

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from sun_sglang.models import prepare
+
 if torch.version.cuda is None:
     # SGLang caches is_cpu() at first call: set before any test imports sglang.
     os.environ.setdefault("SGLANG_USE_CPU_ENGINE", "1")
@@ -20,8 +22,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 # A SIGTERM (CI time-out, kill) runs fixture teardown like Ctrl-C: clusters get stopped.
 signal.signal(signal.SIGTERM, _interrupt)
-
-from sun_sglang.models import prepare
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ class StubState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     rooms_done: set[int] = field(default_factory=set)
-    peer: "StubState | None" = None
+    peer: StubState | None = None
 
 
 def stub_app(state: StubState) -> web.Application:
@@ -30,15 +30,15 @@ def stub_app(state: StubState) -> web.Application:
         ids = body["input_ids"]
         if state.role == "prefill":
             state.rooms_done.add(body["bootstrap_room"])
-            return web.json_response({"text": "A", "output_ids": [65],
-                                      "meta_info": _meta(len(ids), 1)})
+            return web.json_response({"text": "A", "output_ids": [65], "meta_info": _meta(len(ids), 1)})
         for _ in range(500):  # decode: wait for "KV" (the prefill's room) or an abort
             if body["rid"] in state.aborted:
                 return web.json_response({"error": {"message": "aborted"}}, status=499)
             if state.peer and body["bootstrap_room"] in state.peer.rooms_done:
                 n = body["sampling_params"].get("max_new_tokens", 4)
-                return web.json_response({"text": "A" * n, "output_ids": [65] * n,
-                                          "meta_info": _meta(len(ids), n)})
+                return web.json_response(
+                    {"text": "A" * n, "output_ids": [65] * n, "meta_info": _meta(len(ids), n)}
+                )
             await asyncio.sleep(0.01)
         return web.json_response({"error": {"message": "bootstrap timeout"}}, status=500)
 
@@ -57,5 +57,8 @@ def stub_app(state: StubState) -> web.Application:
 
 
 def _meta(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "finish_reason": {"type": "length", "length": completion_tokens}}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "finish_reason": {"type": "length", "length": completion_tokens},
+    }

@@ -23,8 +23,12 @@ from sun_sglang.reference import SunReference
 
 pytestmark = pytest.mark.cluster
 
-QUESTIONS = ["What is 12 + 30?", "Write a haiku about the sea.", "Name three colours.",
-             "What is the capital of France?"]
+QUESTIONS = [
+    "What is 12 + 30?",
+    "Write a haiku about the sea.",
+    "Name three colours.",
+    "What is the capital of France?",
+]
 MAX_NEW = 16
 TASKS = {"math": "smollm2-135m-variant-a", "chat": "smollm2-135m-variant-b"}
 
@@ -44,8 +48,9 @@ def _free(port: int) -> bool:
 
 
 def _post(url: str, body: dict, timeout: float = 300) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -58,9 +63,14 @@ def prompts() -> dict[str, list[list[int]]]:
     out = {}
     for task, model in TASKS.items():
         tok = AutoTokenizer.from_pretrained(prepare(model))
-        out[task] = [list(tok.apply_chat_template([{"role": "user", "content": q}],
-                                                  add_generation_prompt=True, tokenize=True)["input_ids"])
-                     for q in QUESTIONS]
+        out[task] = [
+            list(
+                tok.apply_chat_template(
+                    [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True
+                )["input_ids"]
+            )
+            for q in QUESTIONS
+        ]
     return out
 
 
@@ -88,8 +98,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         f"base: {prepare('smollm2-135m')}\n"
         f"transfer_backend: {request.param}\n"
         "decode: {replicas: 1}\n"
-        "tasks:\n" + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items()) +
-        f"router: {{host: 127.0.0.1, port: {router_port}}}\n"
+        "tasks:\n"
+        + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items())
+        + f"router: {{host: 127.0.0.1, port: {router_port}}}\n"
         f"first_port: {first}\n"
     )
     running = Cluster(plan(cluster_config.load(yaml), "cpu"), tmp / "logs", timeout_s=300)
@@ -107,8 +118,11 @@ def test_concurrent_tasks_match_sun_reference(expected, prompts, cluster: Cluste
 
     def ask(job: tuple[str, int]) -> list[int]:
         task, i = job
-        body = {"model": task, "input_ids": prompts[task][i],
-                "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0}}
+        body = {
+            "model": task,
+            "input_ids": prompts[task][i],
+            "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0},
+        }
         return _post(f"{cluster.gateway_url}/generate", body)["output_ids"]
 
     with ThreadPoolExecutor(len(jobs)) as pool:
@@ -125,8 +139,12 @@ def test_chat_completions_match_reference_text(expected, cluster: Cluster) -> No
 
     tok = AutoTokenizer.from_pretrained(prepare("smollm2-135m"))
     for task in TASKS:
-        body = {"model": task, "messages": [{"role": "user", "content": QUESTIONS[0]}],
-                "max_tokens": MAX_NEW, "temperature": 0}
+        body = {
+            "model": task,
+            "messages": [{"role": "user", "content": QUESTIONS[0]}],
+            "max_tokens": MAX_NEW,
+            "temperature": 0,
+        }
         out = _post(f"{cluster.gateway_url}/v1/chat/completions", body)
         want = tok.decode(expected[task]["sun"][0], skip_special_tokens=True)
         assert out["choices"][0]["message"]["content"] == want
@@ -152,15 +170,34 @@ def test_mismatched_prefill_refused_and_decode_keeps_serving(
     expected, prompts, truncated_checkpoint: Path, cluster: Cluster
 ) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "sun_sglang.launch", "prefill", "--task", "bad",
-         "--model-path", str(truncated_checkpoint), "--decode-model-path", str(prepare("smollm2-135m")),
-         "--port", str(_free_port_block(1, 1)), "--bootstrap-port", str(_free_port_block(1, 1) + 1),
-         "--transfer-backend", cluster.plan.servers[0].options.transfer_backend],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "sun_sglang.launch",
+            "prefill",
+            "--task",
+            "bad",
+            "--model-path",
+            str(truncated_checkpoint),
+            "--decode-model-path",
+            str(prepare("smollm2-135m")),
+            "--port",
+            str(_free_port_block(1, 1)),
+            "--bootstrap-port",
+            str(_free_port_block(1, 1) + 1),
+            "--transfer-backend",
+            cluster.plan.servers[0].options.transfer_backend,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert "num_hidden_layers: 20 (prefill) vs 30 (decode)" in out.stderr
-    body = {"model": "chat", "input_ids": prompts["chat"][1],
-            "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0}}
+    body = {
+        "model": "chat",
+        "input_ids": prompts["chat"][1],
+        "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0},
+    }
     assert _post(f"{cluster.gateway_url}/generate", body)["output_ids"] == expected["chat"]["sun"][1]
     assert all(p.exit_code() is None for p in cluster.procs)

@@ -77,9 +77,23 @@ def test_serving_dtype_is_explicit() -> None:
 def test_launch_prefill_refuses_before_sglang_starts(tiny_base: Path, tmp_path: Path) -> None:
     bad = _variant(tiny_base, tmp_path / "bad", num_key_value_heads=4)
     out = subprocess.run(
-        [sys.executable, "-m", "sun_sglang.launch", "prefill", "--task", "bad",
-         "--model-path", str(bad), "--decode-model-path", str(tiny_base), "--device", "cpu"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "sun_sglang.launch",
+            "prefill",
+            "--task",
+            "bad",
+            "--model-path",
+            str(bad),
+            "--decode-model-path",
+            str(tiny_base),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert "num_key_value_heads: 4 (prefill) vs 2 (decode)" in out.stderr

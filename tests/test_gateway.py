@@ -16,8 +16,7 @@ from router.app import build_app
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from tests.stub_sglang import StubState, stub_app
 
-CHAT = {"model": "math", "messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 3,
-        "temperature": 0}
+CHAT = {"model": "math", "messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 3, "temperature": 0}
 
 
 @asynccontextmanager
@@ -26,8 +25,11 @@ async def gateway(model_path: Path, max_body: int = 1 << 20) -> AsyncIterator[tu
     decode.peer = prefill
     async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
         config = GatewayConfig(
-            tasks={"math": TaskRoute(str(model_path), [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)])},
-            decode=[str(d_srv.make_url("")).rstrip("/")], max_body_bytes=max_body,
+            tasks={
+                "math": TaskRoute(str(model_path), [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)])
+            },
+            decode=[str(d_srv.make_url("")).rstrip("/")],
+            max_body_bytes=max_body,
         )
         async with TestServer(build_app(config)) as gw, aiohttp.ClientSession() as client:
             yield str(gw.make_url("")).rstrip("/"), client, prefill, decode
@@ -53,6 +55,7 @@ def test_chat_sends_same_ids_and_bootstrap_to_both_legs(tiny_base: Path) -> None
             assert p_req["input_ids"][:1] == [1]  # the task's chat template, applied once
             assert p_req["sampling_params"]["stop_token_ids"] == [2]
             assert p_req["sampling_params"]["max_new_tokens"] == 3
+
     run(body())
 
 
@@ -65,6 +68,7 @@ def test_models_and_completions(tiny_base: Path) -> None:
             async with client.post(f"{url}/v1/completions", json=req) as resp:
                 data = await resp.json()
             assert data["choices"][0]["text"] == "AA" and prefill.requests[-1]["input_ids"] == [5, 6, 7]
+
     run(body())
 
 
@@ -75,8 +79,16 @@ BAD = [
     (b'{"model": "math:adapter", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
     (b'{"model": "math", "messages": []}', 400, "messages must not be empty"),
     (b'{"model": "math", "messages": "hello"}', 400, "invalid request"),
-    (b'{"model": "math", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}', 400, "invalid request"),
-    (b'{"model": "math", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', 400, "max_tokens"),
+    (
+        b'{"model": "math", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}',
+        400,
+        "invalid request",
+    ),
+    (
+        b'{"model": "math", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
+        400,
+        "max_tokens",
+    ),
     (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "missing required field `model`"),
 ]
 
@@ -87,14 +99,16 @@ def test_bad_input_gets_openai_error_and_gateway_stays_healthy(
 ) -> None:
     async def body() -> None:
         async with gateway(tiny_base) as (url, client, prefill, decode):
-            async with client.post(f"{url}/v1/chat/completions", data=raw,
-                                   headers={"content-type": "application/json"}) as resp:
+            async with client.post(
+                f"{url}/v1/chat/completions", data=raw, headers={"content-type": "application/json"}
+            ) as resp:
                 assert resp.status == status
                 err = (await resp.json())["error"]
             assert message in err["message"] and err["type"]
             assert not prefill.requests and not decode.requests  # nothing reached a server
             async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
                 assert resp.status == 200
+
     run(body())
 
 
@@ -105,6 +119,7 @@ def test_oversized_body_is_413(tiny_base: Path) -> None:
             async with client.post(f"{url}/v1/chat/completions", json=big) as resp:
                 assert resp.status == 413
                 assert "too large" in (await resp.json())["error"]["message"]
+
     run(body())
 
 
@@ -120,4 +135,5 @@ def test_failed_prefill_aborts_decode_and_fails_fast(tiny_base: Path) -> None:
             assert err["type"] == "upstream_error" and "HTTP 500" in err["message"]
             await asyncio.sleep(0.1)
             assert decode.aborted == [decode.requests[0]["rid"]]
+
     run(body())

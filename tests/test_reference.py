@@ -23,9 +23,10 @@ def test_same_checkpoint_equals_plain_generate(model: str, tiny_base: Path, smol
     ref = SunReference.load(path, path)
     got = ref.generate(PROMPTS, max_new_tokens=12)
     for prompt, tokens in zip(PROMPTS, got):
-        plain = ref.decode.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
-                                    eos_token_id=list(ref.stop_token_ids))
-        assert tokens == plain[0, len(prompt):].tolist()
+        plain = ref.decode.generate(
+            torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=list(ref.stop_token_ids)
+        )
+        assert tokens == plain[0, len(prompt) :].tolist()
 
 
 def test_batched_equals_one_by_one(tiny_base: Path, tiny_task: Path) -> None:
@@ -42,7 +43,9 @@ def test_first_token_from_prefill_rest_from_decode(tiny_base: Path, tiny_task: P
     with torch.no_grad():
         out = prefill(prompt, use_cache=True)
         first = int(out.logits[0, -1].argmax())
-        second = int(decode(torch.tensor([[first]]), past_key_values=out.past_key_values).logits[0, -1].argmax())
+        second = int(
+            decode(torch.tensor([[first]]), past_key_values=out.past_key_values).logits[0, -1].argmax()
+        )
     got = sun_generate(prefill, decode, [PROMPTS[0]], max_new_tokens=2)
     assert got == [[first, second]]
 

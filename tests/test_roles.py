@@ -16,8 +16,9 @@ def _flag(argv: list[str], name: str) -> str:
 
 def test_prefill_and_decode_argv_pin_dtype_kv_dtype_and_backend() -> None:
     opts = ServeOptions(device="cpu", transfer_backend="nixl", extra_args=["--log-level", "warning"])
-    prefill = ServerSpec("prefill", "p", "/ckpt", 31001, "float32", opts, bootstrap_port=31501,
-                         served_model_name="math")
+    prefill = ServerSpec(
+        "prefill", "p", "/ckpt", 31001, "float32", opts, bootstrap_port=31501, served_model_name="math"
+    )
     decode = ServerSpec("decode", "d", "/base", 31000, "float32", opts)
     for spec in (prefill, decode):
         argv = spec.argv()
@@ -51,16 +52,22 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_cluster_plan_assigns_distinct_ports_and_one_dtype(tmp_path: Path, tiny_base: Path,
-                                                           tiny_task: Path) -> None:
-    cfg = cluster_config.load(_write(tmp_path, f"""
+def test_cluster_plan_assigns_distinct_ports_and_one_dtype(
+    tmp_path: Path, tiny_base: Path, tiny_task: Path
+) -> None:
+    cfg = cluster_config.load(
+        _write(
+            tmp_path,
+            f"""
 base: {tiny_base}
 decode: {{replicas: 2}}
 tasks:
   math: {{model_path: {tiny_task}, replicas: 2}}
   chat: {{model_path: {tiny_base}}}
 router: {{port: 8123}}
-"""))
+""",
+        )
+    )
     cluster = plan(cfg, "cpu")
     ports = [s.port for s in cluster.servers]
     boots = [s.bootstrap_port for s in cluster.servers if s.role == "prefill"]
@@ -85,12 +92,18 @@ def test_bad_cluster_files_are_refused(tmp_path: Path, body: str, message: str) 
         cluster_config.load(_write(tmp_path, body))
 
 
-def test_cluster_with_mismatched_task_is_refused_before_start(tmp_path: Path, tiny_base: Path,
-                                                              smollm2: Path) -> None:
-    cfg = cluster_config.load(_write(tmp_path, f"""
+def test_cluster_with_mismatched_task_is_refused_before_start(
+    tmp_path: Path, tiny_base: Path, smollm2: Path
+) -> None:
+    cfg = cluster_config.load(
+        _write(
+            tmp_path,
+            f"""
 base: {tiny_base}
 tasks: {{bad: {{model_path: {smollm2}}}}}
-"""))
+""",
+        )
+    )
     from sun_sglang.compat import IncompatibleCheckpoint
 
     with pytest.raises(IncompatibleCheckpoint, match=r"task 'bad'.*num_hidden_layers: 30 \(prefill\) vs 2"):

@@ -35,8 +35,13 @@ def test_plugin_refuses_to_run_half_hooked(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_versioned_patch_for_another_version_is_refused() -> None:
     other = versioned.VersionedPatch(
-        dist="torchvision", version="0.0.1", patch_file="x.patch",
-        target="torchvision/_meta_registrations.py", sha256_before="", sha256_after="", reason="",
+        dist="torchvision",
+        version="0.0.1",
+        patch_file="x.patch",
+        target="torchvision/_meta_registrations.py",
+        sha256_before="",
+        sha256_after="",
+        reason="",
     )
     with pytest.raises(SelfCheckError, match=r"_meta_registrations.py: torchvision .* is for 0.0.1"):
         versioned.state(other)

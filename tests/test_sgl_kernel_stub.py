@@ -16,7 +16,7 @@ def test_assign_req_to_token_pool_matches_loop() -> None:
     out_cache_loc = torch.arange(100, 105, dtype=torch.int64)
     cursor = 0
     for r, s, e in zip(rows.tolist(), start.tolist(), end.tolist()):
-        expected[r, s:e] = out_cache_loc[cursor:cursor + e - s].to(torch.int32)
+        expected[r, s:e] = out_cache_loc[cursor : cursor + e - s].to(torch.int32)
         cursor += e - s
     sgl_kernel.assign_req_to_token_pool_cpu(rows, req_to_token, start, end, out_cache_loc, 16)
     assert torch.equal(req_to_token, expected)

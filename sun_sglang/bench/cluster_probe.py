@@ -39,10 +39,17 @@ def group_rss_mb(proc: ManagedProcess) -> float:
 
 
 def one_request(url: str, task: str, max_tokens: int) -> tuple[float, int, int]:
-    body = {"model": task, "messages": [{"role": "user", "content": QUESTION}],
-            "max_tokens": max_tokens, "temperature": 0}
-    req = urllib.request.Request(f"{url}/v1/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
+    body = {
+        "model": task,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    req = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
     t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=600) as resp:
         usage = json.loads(resp.read())["usage"]
@@ -58,9 +65,11 @@ def main() -> None:
     config = cluster_config.load(args.config)
     cluster_plan = plan(config, "cpu" if config.device == "auto" else config.device)
     logs = home() / "logs" / f"probe-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; backend {config.transfer_backend}; "
-          f"dtype {cluster_plan.servers[0].dtype}; base {Path(cluster_plan.servers[0].model_path).name}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; backend {config.transfer_backend}; "
+        f"dtype {cluster_plan.servers[0].dtype}; base {Path(cluster_plan.servers[0].model_path).name}"
+    )
     with Cluster(cluster_plan, logs, config.startup_timeout_s) as cluster:
         print("\nstart-up (s from launch to healthy, servers started together):")
         for name, secs in cluster.startup_s.items():
@@ -72,10 +81,12 @@ def main() -> None:
             one_request(cluster.gateway_url, task, 4)  # first request warms caches
             runs = [one_request(cluster.gateway_url, task, args.max_tokens) for _ in range(args.requests)]
             lat = [r[0] for r in runs]
-            print(f"\n{task}: one request at a time, prompt {runs[0][1]} tokens, {runs[0][2]} new tokens: "
-                  f"latency median {statistics.median(lat):.2f} s, min {min(lat):.2f} s, "
-                  f"max {max(lat):.2f} s ({args.requests} runs; "
-                  f"{runs[0][2] / statistics.median(lat):.1f} tok/s end to end)")
+            print(
+                f"\n{task}: one request at a time, prompt {runs[0][1]} tokens, {runs[0][2]} new tokens: "
+                f"latency median {statistics.median(lat):.2f} s, min {min(lat):.2f} s, "
+                f"max {max(lat):.2f} s ({args.requests} runs; "
+                f"{runs[0][2] / statistics.median(lat):.1f} tok/s end to end)"
+            )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ def _add_serve_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     parser.add_argument("--model-path", required=True)
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--transfer-backend", default="mooncake_tcp",
-                        choices=["mooncake_tcp", "mooncake", "nixl"])
+    parser.add_argument(
+        "--transfer-backend", default="mooncake_tcp", choices=["mooncake_tcp", "mooncake", "nixl"]
+    )
     parser.add_argument("--dtype", default="auto", help="resolved to one explicit dtype")
     parser.add_argument("--kv-cache-dtype", default="auto")
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"])
@@ -46,13 +47,24 @@ def _role_spec(args: argparse.Namespace, extra: list[str]) -> ServerSpec:
         # Refused here, before SGLang starts: a mismatched module would reach the shared decode pool.
         compat.check_prefill_module(model, reference, dtype, dtype)
     max_tokens = args.max_total_tokens or (4096 if device == "cpu" else None)
-    options = ServeOptions(device=device, transfer_backend=args.transfer_backend, dtype=dtype,
-                           kv_cache_dtype=args.kv_cache_dtype, host=args.host,
-                           max_total_tokens=max_tokens, extra_args=extra)
-    return ServerSpec(role=args.role, name=args.role, model_path=model, port=args.port,
-                      dtype=dtype, options=options,
-                      bootstrap_port=getattr(args, "bootstrap_port", None),
-                      served_model_name=getattr(args, "task", None))
+    options = ServeOptions(
+        device=device,
+        transfer_backend=args.transfer_backend,
+        kv_cache_dtype=args.kv_cache_dtype,
+        host=args.host,
+        max_total_tokens=max_tokens,
+        extra_args=extra,
+    )
+    return ServerSpec(
+        role=args.role,
+        name=args.role,
+        model_path=model,
+        port=args.port,
+        dtype=dtype,
+        options=options,
+        bootstrap_port=getattr(args, "bootstrap_port", None),
+        served_model_name=getattr(args, "task", None),
+    )
 
 
 def run_role(args: argparse.Namespace, extra: list[str]) -> int:
@@ -104,13 +116,17 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sun_sglang.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sun_sglang.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="role", required=True)
     prefill = sub.add_parser("prefill", help="a task's prefill server")
     prefill.add_argument("--task", required=True)
-    prefill.add_argument("--decode-model-path", required=True,
-                         help="the shared decode module this prefill module must match")
+    prefill.add_argument(
+        "--decode-model-path", required=True, help="the shared decode module this prefill module must match"
+    )
     prefill.add_argument("--bootstrap-port", type=int, default=8998)
     _add_serve_flags(prefill, 30100)
     decode = sub.add_parser("decode", help="a shared decode server")

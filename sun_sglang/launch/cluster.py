@@ -47,17 +47,25 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
     base = resolve_model(config.base)
     dtype = compat.serving_dtype(compat.read_config(base), config.dtype)
     options = ServeOptions(
-        device=device, transfer_backend=config.transfer_backend, dtype=dtype,
-        kv_cache_dtype=config.kv_cache_dtype, host="127.0.0.1",
+        device=device,
+        transfer_backend=config.transfer_backend,
+        kv_cache_dtype=config.kv_cache_dtype,
+        host="127.0.0.1",
         max_total_tokens=config.max_total_tokens,
     )
     port = config.first_port
     servers: list[ServerSpec] = []
     for i in range(config.decode.replicas):
-        servers.append(ServerSpec(
-            role="decode", name=f"decode-{i}", model_path=base, port=port, dtype=dtype,
-            options=msgspec.structs.replace(options, extra_args=config.decode_args),
-        ))
+        servers.append(
+            ServerSpec(
+                role="decode",
+                name=f"decode-{i}",
+                model_path=base,
+                port=port,
+                dtype=dtype,
+                options=msgspec.structs.replace(options, extra_args=config.decode_args),
+            )
+        )
         port += 1
     routes: dict[str, TaskRoute] = {}
     for task, task_config in config.tasks.items():
@@ -69,8 +77,13 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         workers = []
         for r in range(task_config.replicas):
             spec = ServerSpec(
-                role="prefill", name=f"prefill-{task}-{r}", model_path=ckpt, port=port,
-                dtype=dtype, bootstrap_port=port + _BOOTSTRAP_OFFSET, served_model_name=task,
+                role="prefill",
+                name=f"prefill-{task}-{r}",
+                model_path=ckpt,
+                port=port,
+                dtype=dtype,
+                bootstrap_port=port + _BOOTSTRAP_OFFSET,
+                served_model_name=task,
                 options=msgspec.structs.replace(options, extra_args=config.prefill_args),
             )
             servers.append(spec)
@@ -78,8 +91,10 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
             port += 1
         routes[task] = TaskRoute(model_path=ckpt, prefill=workers)
     gateway = GatewayConfig(
-        tasks=routes, decode=[s.url for s in servers if s.role == "decode"],
-        host=config.router.host, port=config.router.port,
+        tasks=routes,
+        decode=[s.url for s in servers if s.role == "decode"],
+        host=config.router.host,
+        port=config.router.port,
     )
     return ClusterPlan(servers=servers, gateway=gateway)
 
@@ -131,7 +146,7 @@ class Cluster:
             "startup_s": {k: round(v, 1) for k, v in self.startup_s.items()},
         }
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         self.start()
         return self
 

@@ -31,8 +31,12 @@ class ManagedProcess:
             # A new session: the server's own children (scheduler, detokenizer) share its group,
             # so one killpg stops them all.
             self.popen = subprocess.Popen(
-                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     @property
@@ -77,7 +81,7 @@ class ManagedProcess:
         self.popen.poll()
 
 
-def stop_all(procs: list["ManagedProcess"], grace_s: float = 15.0) -> None:
+def stop_all(procs: list[ManagedProcess], grace_s: float = 15.0) -> None:
     """SIGTERM every process group at once, then stop each (SIGKILL after the shared grace)."""
     for proc in procs:
         if proc.popen is not None and proc.popen.poll() is None:

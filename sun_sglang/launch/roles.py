@@ -20,9 +20,12 @@ Backend = Literal["mooncake_tcp", "mooncake", "nixl"]
 Device = Literal["cpu", "cuda"]
 
 _CPU_FLAGS = [
-    "--attention-backend", "torch_native",
-    "--cuda-graph-backend-decode", "disabled",
-    "--cuda-graph-backend-prefill", "disabled",
+    "--attention-backend",
+    "torch_native",
+    "--cuda-graph-backend-decode",
+    "disabled",
+    "--cuda-graph-backend-prefill",
+    "disabled",
     "--skip-server-warmup",
     # Idle schedulers otherwise spin a core each: three servers on two cores ran 10x slower.
     "--sleep-on-idle",
@@ -42,7 +45,6 @@ class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     device: Device = "cpu"
     transfer_backend: Backend = "mooncake_tcp"
-    dtype: str = "auto"  # resolved per cluster to one explicit dtype before any server starts
     kv_cache_dtype: str = "auto"
     host: str = "127.0.0.1"
     max_total_tokens: int | None = 4096
@@ -68,14 +70,25 @@ class ServerSpec(msgspec.Struct, frozen=True):
     def argv(self) -> list[str]:
         opts = self.options
         argv = [
-            sys.executable, "-m", "sglang.launch_server",
-            "--model-path", self.model_path,
-            "--host", opts.host, "--port", str(self.port),
-            "--device", opts.device,
-            "--dtype", self.dtype,
-            "--kv-cache-dtype", opts.kv_cache_dtype,
-            "--disaggregation-mode", self.role,
-            "--disaggregation-transfer-backend", opts.transfer_backend,
+            sys.executable,
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            self.model_path,
+            "--host",
+            opts.host,
+            "--port",
+            str(self.port),
+            "--device",
+            opts.device,
+            "--dtype",
+            self.dtype,
+            "--kv-cache-dtype",
+            opts.kv_cache_dtype,
+            "--disaggregation-mode",
+            self.role,
+            "--disaggregation-transfer-backend",
+            opts.transfer_backend,
         ]
         if self.served_model_name:
             argv += ["--served-model-name", self.served_model_name]

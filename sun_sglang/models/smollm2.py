@@ -110,8 +110,10 @@ def convert(out_dir: Path) -> None:
     model.load_state_dict(state, strict=False)
     model.tie_weights()
     model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id, do_sample=False,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        do_sample=False,
     )
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
