@@ -17,7 +17,7 @@ from sun_sglang.launch.cluster import Cluster, plan
 from sun_sglang.launch.roles import detect_device
 from sun_sglang.paths import home
 
-QUESTION = "What is the capital of France? Answer in one sentence."
+QUESTION = "Write a haiku about the sea."
 
 
 def main() -> None:

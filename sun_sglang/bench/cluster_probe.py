@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import psutil
 
 from sun_sglang.launch import config as cluster_config
@@ -26,16 +27,18 @@ from sun_sglang.paths import home
 QUESTION = "Write a short poem about the sea."
 
 
-def group_rss_mb(proc: ManagedProcess) -> float:
-    """Resident memory of a server and every process of its group (scheduler, detokenizer)."""
-    total = 0
+def group_memory_mb(proc: ManagedProcess) -> tuple[float, float]:
+    """(PSS, RSS) of a server and every process of its group (scheduler, detokenizer), MiB.
+    PSS splits shared pages between the processes that map them; RSS counts them in each."""
+    pss = rss = 0
     for p in psutil.process_iter(["pid"]):
         try:
             if os.getpgid(p.pid) == proc.pid:
-                total += p.memory_info().rss
+                info = p.memory_full_info()
+                pss, rss = pss + info.pss, rss + info.rss
         except (psutil.Error, ProcessLookupError):
             continue
-    return total / 2**20
+    return pss / 2**20, rss / 2**20
 
 
 def one_request(url: str, task: str, max_tokens: int) -> tuple[float, int, int]:
@@ -61,8 +64,11 @@ def main() -> None:
     parser.add_argument("--config", default="launch/local-smollm2.yaml")
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--transfer-backend", choices=["mooncake_tcp", "mooncake", "nixl"])
     args = parser.parse_args()
     config = cluster_config.load(args.config)
+    if args.transfer_backend:
+        config = msgspec.structs.replace(config, transfer_backend=args.transfer_backend)
     cluster_plan = plan(config, "cpu" if config.device == "auto" else config.device)
     logs = home() / "logs" / f"probe-{time.strftime('%Y%m%d-%H%M%S')}"
     print(
@@ -74,9 +80,10 @@ def main() -> None:
         print("\nstart-up (s from launch to healthy, servers started together):")
         for name, secs in cluster.startup_s.items():
             print(f"  {name:24s} {secs:6.1f}")
-        print("\nresident memory per server (MiB, process group):")
+        print("\nmemory per server (MiB, whole process group): PSS, RSS")
         for proc in cluster.procs:
-            print(f"  {proc.name:24s} {group_rss_mb(proc):8.0f}")
+            pss, rss = group_memory_mb(proc)
+            print(f"  {proc.name:24s} {pss:8.0f} {rss:8.0f}")
         for task in config.tasks:
             one_request(cluster.gateway_url, task, 4)  # first request warms caches
             runs = [one_request(cluster.gateway_url, task, args.max_tokens) for _ in range(args.requests)]
