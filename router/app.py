@@ -14,7 +14,7 @@ from aiohttp import web
 from router import protocol as p
 from router.config import GatewayConfig
 from router.pd import UpstreamError, generate
-from router.policy import least_loaded
+from router.pools import DecodePool, PrefillPool
 from router.tokenizer import TaskTokenizer
 
 log = logging.getLogger("router")
@@ -33,29 +33,15 @@ class ApiError(Exception):
         self.status, self.kind, self.param, self.code = status, kind, param, code
 
 
-class Pool:
-    """Workers of one pool with the requests the gateway has in flight on each."""
-
-    def __init__(self, workers: list[Any]) -> None:
-        self.workers = workers
-        self.in_flight = [0] * len(workers)
-
-    def acquire(self) -> int:
-        i = least_loaded(self.in_flight)
-        self.in_flight[i] += 1
-        return i
-
-    def release(self, i: int) -> None:
-        self.in_flight[i] -= 1
-
-
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.created = int(time.time())
         self.tokenizers = {name: TaskTokenizer(t.model_path) for name, t in config.tasks.items()}
-        self.prefill = {name: Pool(t.prefill) for name, t in config.tasks.items()}
-        self.decode = Pool(config.decode)
+        self.prefill = {
+            name: PrefillPool(t.prefill, config.prefill_policy) for name, t in config.tasks.items()
+        }
+        self.decode = DecodePool(config.decode, config.decode_policy)
         self.session: aiohttp.ClientSession | None = None
 
     async def startup(self, _app: web.Application) -> None:
@@ -104,16 +90,20 @@ class Gateway:
             raise ApiError(400, "the prompt is empty", param="messages")
         assert self.session is not None
         prefill_pool = self.prefill[task]
-        pi, di = prefill_pool.acquire(), self.decode.acquire()
+        pi, di = prefill_pool.choose(input_ids), self.decode.choose()
+        weight = len(input_ids) + params.get("max_new_tokens", 128)
+        prefill_pool.place(pi, len(input_ids))
+        self.decode.place(di, weight)
         try:
             return await generate(
                 self.session, prefill_pool.workers[pi], self.decode.workers[di], input_ids, params
             )
         except UpstreamError as err:
-            raise ApiError(502 if err.status >= 500 else err.status, str(err), kind="upstream_error") from err
+            status = 502 if err.status >= 500 else err.status
+            raise ApiError(status, str(err), kind="upstream_error") from err
         finally:
-            prefill_pool.release(pi)
-            self.decode.release(di)
+            prefill_pool.release(pi, len(input_ids))
+            self.decode.release(di, weight)
 
 
 def _finish_reason(meta: dict[str, Any]) -> str | None:

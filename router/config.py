@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from router.pools import DecodePolicy, PrefillPolicy
+
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -35,6 +37,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
     timeouts: Timeouts = Timeouts()
+    prefill_policy: PrefillPolicy = "cache_aware"
+    decode_policy: DecodePolicy = "least_load"
     max_body_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:

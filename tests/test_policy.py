@@ -1,14 +1,88 @@
+"""Routing policies and the prefix index, without servers."""
+
+import random
+from collections import Counter
+
 import pytest
 
-from router.policy import least_loaded
+from router.policy import CacheAwareConfig, cache_aware, least_load, power_of_two, round_robin
+from router.prefix_index import PrefixIndex
 
 
-def test_least_loaded_picks_fewest_in_flight_lowest_index_on_ties() -> None:
-    assert least_loaded([3, 1, 1, 2]) == 1
-    assert least_loaded([0, 0]) == 0
+def test_least_load_picks_smallest_lowest_index_on_ties() -> None:
+    assert least_load([3, 1, 1, 2]) == 1
+    assert least_load([0, 0]) == 0
 
 
-def test_least_loaded_skips_unhealthy() -> None:
-    assert least_loaded([0, 5, 2], healthy=[False, True, True]) == 2
+def test_unhealthy_workers_are_skipped_and_none_left_is_an_error() -> None:
+    assert least_load([0, 5, 2], healthy=[False, True, True]) == 2
+    assert round_robin(0, 3, healthy=[False, True, True]) == 1
+    assert power_of_two([0, 9], random.Random(0), healthy=[False, True]) == 1
     with pytest.raises(LookupError):
-        least_loaded([0, 1], healthy=[False, False])
+        least_load([0, 1], healthy=[False, False])
+
+
+def test_round_robin_cycles() -> None:
+    assert [round_robin(t, 3) for t in range(6)] == [0, 1, 2, 0, 1, 2]
+
+
+def test_power_of_two_never_picks_the_most_loaded_of_three() -> None:
+    rng = random.Random(1)
+    picks = Counter(power_of_two([5, 1, 9], rng) for _ in range(2000))
+    assert picks[2] == 0 and picks[1] > picks[0] > 0
+
+
+def test_cache_aware_follows_the_prefix_when_balanced() -> None:
+    assert cache_aware(matched=[0, 96, 32], prompt_len=100, loads=[0, 3, 1]) == 1
+
+
+def test_cache_aware_falls_back_to_least_load() -> None:
+    cfg = CacheAwareConfig(min_match_ratio=0.5, balance_abs=32, balance_rel=1.5)
+    # too little of the prompt cached anywhere
+    assert cache_aware([0, 16, 0], 100, [5, 3, 1], cfg) == 2
+    # imbalanced: the cache holder is overloaded
+    assert cache_aware([0, 96, 0], 100, [2, 200, 1], cfg) == 2
+
+
+def test_prefix_index_matches_whole_blocks_of_a_shared_prefix() -> None:
+    index = PrefixIndex(workers=2, block=4)
+    turn1 = list(range(10))
+    index.record(1, turn1)
+    turn2 = turn1 + [42, 43, 44, 45, 46]
+    assert index.matched_tokens(turn2) == [0, 8]
+    assert index.matched_tokens([99] + turn1) == [0, 0]  # a prefix, not a substring
+    index.forget(1)
+    assert index.matched_tokens(turn2) == [0, 0]
+
+
+def test_prefix_index_evicts_least_recent() -> None:
+    index = PrefixIndex(workers=1, block=2, capacity=2)
+    index.record(0, [1, 2, 3, 4])
+    index.record(0, [7, 8])
+    assert index.matched_tokens([1, 2, 3, 4]) == [0]  # its first block was evicted
+    assert index.matched_tokens([7, 8]) == [2]
+
+
+def test_prefill_pool_keeps_a_conversation_on_its_worker() -> None:
+    from router.pools import PrefillPool
+
+    pool = PrefillPool(["a", "b", "c"])
+    convo = list(range(40))
+    first = pool.choose(convo)
+    pool.place(first, len(convo))
+    other = pool.choose(list(range(100, 140)))  # a different conversation goes elsewhere
+    assert other != first
+    pool.release(first, len(convo))
+    assert pool.choose(convo + list(range(500, 520))) == first  # next turn: same worker
+
+
+def test_decode_pool_least_load_spreads_token_weight() -> None:
+    from router.pools import DecodePool
+
+    pool = DecodePool(["d0", "d1"])
+    picks = []
+    for weight in (100, 10, 10, 10):
+        i = pool.choose()
+        pool.place(i, weight)
+        picks.append(i)
+    assert picks == [0, 1, 1, 1] and pool.load == [100, 30]

@@ -1,0 +1,50 @@
+"""An approximate record of which prompt prefixes each worker has seen (per task pool).
+
+Prompts are cut into blocks of `block` tokens; block k's key is a hash chained over blocks
+0..k, so a key stands for a whole prefix. Each worker keeps its most recent `capacity` keys (LRU),
+roughly what its radix cache still holds. Matching a prompt walks its keys from the start until
+one is missing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+
+def prefix_keys(tokens: Sequence[int], block: int) -> list[int]:
+    keys, key = [], 0
+    for start in range(0, len(tokens) - len(tokens) % block, block):
+        key = hash((key, tuple(tokens[start : start + block])))
+        keys.append(key)
+    return keys
+
+
+class PrefixIndex:
+    def __init__(self, workers: int, block: int = 16, capacity: int = 65536) -> None:
+        self.block = block
+        self.capacity = capacity
+        self.seen: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(workers)]
+
+    def matched_tokens(self, tokens: Sequence[int]) -> list[int]:
+        """Per worker: how many leading tokens of this prompt it has seen, in whole blocks."""
+        keys = prefix_keys(tokens, self.block)
+        out = []
+        for seen in self.seen:
+            n = 0
+            while n < len(keys) and keys[n] in seen:
+                n += 1
+            out.append(n * self.block)
+        return out
+
+    def record(self, worker: int, tokens: Sequence[int]) -> None:
+        seen = self.seen[worker]
+        for key in prefix_keys(tokens, self.block):
+            seen[key] = None
+            seen.move_to_end(key)
+        while len(seen) > self.capacity:
+            seen.popitem(last=False)
+
+    def forget(self, worker: int) -> None:
+        """A worker that restarted (or left) has an empty cache."""
+        self.seen[worker].clear()
