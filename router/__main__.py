@@ -19,7 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     config = gateway_config.load(args.config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvloop.install()
-    web.run_app(build_app(config), host=config.host, port=config.port, access_log=None)
+    # handler_cancellation: a client that disconnects cancels its request, which aborts both legs.
+    web.run_app(
+        build_app(config), host=config.host, port=config.port, access_log=None, handler_cancellation=True
+    )
 
 
 if __name__ == "__main__":

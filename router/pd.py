@@ -1,11 +1,15 @@
 """SGLang's PD protocol: the same /generate body to one prefill and one decode server at once,
-tied together by bootstrap host, port and a random room; the client gets the decode's answer."""
+tied together by bootstrap host, port and a random room; the client gets the decode's answer.
+If either leg fails, the other is aborted by `rid` at once: a decode server would otherwise hold
+the request until its bootstrap timeout (300 s)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,13 +25,32 @@ class UpstreamError(Exception):
         self.status = status
 
 
+def pd_body(prefill: PrefillWorker, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "input_ids": input_ids,
+        "sampling_params": params,
+        "rid": uuid.uuid4().hex,
+        "bootstrap_host": prefill.bootstrap_host,
+        "bootstrap_port": prefill.bootstrap_port,
+        "bootstrap_room": random.getrandbits(63),
+    }
+
+
+async def _raise_for_status(url: str, resp: aiohttp.ClientResponse) -> None:
+    if resp.status == 200:
+        return
+    text = await resp.text()
+    try:
+        message = json.loads(text).get("error", {}).get("message") or text
+    except (ValueError, AttributeError):
+        message = text
+    raise UpstreamError(f"{url}: HTTP {resp.status}: {message[:500]}", resp.status)
+
+
 async def _post_json(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
     async with session.post(url, json=body) as resp:
-        data = await resp.json(content_type=None)
-        if resp.status != 200:
-            message = data.get("error", {}).get("message") if isinstance(data, dict) else None
-            raise UpstreamError(f"{url}: HTTP {resp.status}: {message or data}", resp.status)
-        return data
+        await _raise_for_status(url, resp)
+        return await resp.json(content_type=None)
 
 
 async def abort(session: aiohttp.ClientSession, server_url: str, rid: str) -> None:
@@ -41,24 +64,31 @@ async def abort(session: aiohttp.ClientSession, server_url: str, rid: str) -> No
         pass
 
 
+async def _abort_pending(
+    session: aiohttp.ClientSession, legs: list[tuple[asyncio.Task | None, str]], rid: str
+) -> None:
+    for leg, url in legs:
+        if leg is None or not leg.done():
+            if leg is not None:
+                leg.cancel()
+            await abort(session, url, rid)
+
+
+def _as_upstream(err: BaseException) -> BaseException:
+    if isinstance(err, (aiohttp.ClientError, asyncio.TimeoutError)):
+        return UpstreamError(f"server unreachable or timed out: {err!r}")
+    return err
+
+
 async def generate(
     session: aiohttp.ClientSession,
     prefill: PrefillWorker,
     decode_url: str,
     input_ids: list[int],
-    sampling_params: dict[str, Any],
+    params: dict[str, Any],
 ) -> dict[str, Any]:
-    """One disaggregated request. If the prefill leg fails, the decode leg is aborted at once
-    (it would otherwise wait for KV until SGLang's bootstrap timeout)."""
-    rid = uuid.uuid4().hex
-    body = {
-        "input_ids": input_ids,
-        "sampling_params": sampling_params,
-        "rid": rid,
-        "bootstrap_host": prefill.bootstrap_host,
-        "bootstrap_port": prefill.bootstrap_port,
-        "bootstrap_room": random.getrandbits(63),
-    }
+    """One disaggregated request; the decode server's JSON answer."""
+    body = pd_body(prefill, input_ids, params)
     prefill_leg = asyncio.create_task(_post_json(session, f"{prefill.url}/generate", body))
     decode_leg = asyncio.create_task(_post_json(session, f"{decode_url}/generate", body))
     try:
@@ -67,10 +97,61 @@ async def generate(
             leg.result()  # raises the first failure
         return await decode_leg
     except BaseException as err:
-        for leg, url in ((prefill_leg, prefill.url), (decode_leg, decode_url)):
-            if not leg.done():
-                leg.cancel()
-                await abort(session, url, rid)
-        if isinstance(err, (aiohttp.ClientError, asyncio.TimeoutError)):
-            raise UpstreamError(f"server unreachable or timed out: {err!r}") from err
-        raise
+        await _abort_pending(session, [(prefill_leg, prefill.url), (decode_leg, decode_url)], body["rid"])
+        raise _as_upstream(err) from err
+
+
+async def _unless_failed(awaitable: Any, prefill_leg: asyncio.Task) -> Any:
+    """Await the decode side, unless the prefill leg fails first: then raise its error at once
+    (the decode server would wait for the KV until its bootstrap timeout)."""
+    pending = asyncio.ensure_future(awaitable)
+    if not prefill_leg.done():
+        await asyncio.wait({pending, prefill_leg}, return_when=asyncio.FIRST_COMPLETED)
+    if prefill_leg.done() and not prefill_leg.cancelled() and prefill_leg.exception() is not None:
+        pending.cancel()
+        prefill_leg.result()
+    return await pending
+
+
+async def generate_stream(
+    session: aiohttp.ClientSession,
+    prefill: PrefillWorker,
+    decode_url: str,
+    input_ids: list[int],
+    params: dict[str, Any],
+) -> AsyncIterator[dict[str, Any]]:
+    """One disaggregated request, streamed: yields the decode server's chunks (cumulative text and
+    output ids, meta_info). Closing the iterator early (client gone) aborts both legs."""
+    body = pd_body(prefill, input_ids, params)
+    prefill_leg = asyncio.create_task(_post_json(session, f"{prefill.url}/generate", body))
+    finished = False
+    resp: aiohttp.ClientResponse | None = None
+    try:
+        resp = await _unless_failed(
+            session.post(f"{decode_url}/generate", json={**body, "stream": True}), prefill_leg
+        )
+        await _raise_for_status(decode_url, resp)
+        lines = resp.content.__aiter__()
+        while True:
+            try:
+                line = await _unless_failed(lines.__anext__(), prefill_leg)
+            except StopAsyncIteration:
+                break
+            if not line.startswith(b"data: "):
+                continue
+            payload = line[6:].strip()
+            if payload == b"[DONE]":
+                break
+            chunk = json.loads(payload)
+            if "error" in chunk:
+                raise UpstreamError(f"{decode_url}: {chunk['error'].get('message', chunk['error'])}")
+            yield chunk
+        await prefill_leg
+        finished = True
+    except BaseException as err:
+        raise _as_upstream(err) from err
+    finally:
+        if resp is not None:
+            resp.release()
+        if not finished:
+            await _abort_pending(session, [(prefill_leg, prefill.url), (None, decode_url)], body["rid"])

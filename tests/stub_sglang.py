@@ -5,6 +5,7 @@ matching prefill request arrived, or an abort names its rid."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ def stub_app(state: StubState) -> web.Application:
                 return web.json_response({"error": {"message": "aborted"}}, status=499)
             if state.peer and body["bootstrap_room"] in state.peer.rooms_done:
                 n = body["sampling_params"].get("max_new_tokens", 4)
+                if body.get("stream"):
+                    return await _stream(request, len(ids), n)
                 return web.json_response(
                     {"text": "A" * n, "output_ids": [65] * n, "meta_info": _meta(len(ids), n)}
                 )
@@ -54,6 +57,17 @@ def stub_app(state: StubState) -> web.Application:
     app.router.add_post("/abort_request", abort)
     app.router.add_get("/health", health)
     return app
+
+
+async def _stream(request: web.Request, prompt_tokens: int, n: int) -> web.StreamResponse:
+    """SGLang's streaming shape: every chunk carries the whole text so far."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for k in range(1, n + 1):
+        chunk = {"text": "A" * k, "output_ids": [65] * k, "meta_info": _meta(prompt_tokens, k)}
+        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
 
 
 def _meta(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:

@@ -201,3 +201,27 @@ def test_mismatched_prefill_refused_and_decode_keeps_serving(
     }
     assert _post(f"{cluster.gateway_url}/generate", body)["output_ids"] == expected["chat"]["sun"][1]
     assert all(p.exit_code() is None for p in cluster.procs)
+
+
+def test_openai_client_streams_the_reference(expected, cluster: Cluster) -> None:
+    from openai import OpenAI
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(prepare("smollm2-135m"))
+    client = OpenAI(base_url=f"{cluster.gateway_url}/v1", api_key="unused", timeout=300)
+    assert sorted(m.id for m in client.models.list().data) == sorted(TASKS)
+    for task in TASKS:
+        stream = client.chat.completions.create(
+            model=task,
+            messages=[{"role": "user", "content": QUESTIONS[1]}],
+            max_tokens=MAX_NEW,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        parts, usage = [], None
+        for chunk in stream:
+            parts += [c.delta.content or "" for c in chunk.choices]
+            usage = chunk.usage or usage
+        assert "".join(parts) == tok.decode(expected[task]["sun"][1], skip_special_tokens=True)
+        assert usage is not None and usage.completion_tokens == len(expected[task]["sun"][1])

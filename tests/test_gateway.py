@@ -137,3 +137,52 @@ def test_failed_prefill_aborts_decode_and_fails_fast(tiny_base: Path) -> None:
             assert decode.aborted == [decode.requests[0]["rid"]]
 
     run(body())
+
+
+def test_openai_client_chat_completions_and_streams(tiny_base: Path) -> None:
+    from openai import AsyncOpenAI
+
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, _client, _p, _d):
+            client = AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
+            reply = await client.chat.completions.create(
+                model="math", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+            )
+            assert reply.choices[0].message.content == "AAA" and reply.usage.total_tokens > 3
+            stream = await client.chat.completions.create(
+                model="math",
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=4,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            parts, reasons, usage = [], [], None
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    parts.append(choice.delta.content or "")
+                    reasons.append(choice.finish_reason)
+                usage = chunk.usage or usage
+            assert "".join(parts) == "AAAA" and reasons[-1] == "length"
+            assert usage is not None and usage.completion_tokens == 4
+            text = await client.completions.create(model="math", prompt="x", max_tokens=2, stream=True)
+            assert "".join([c.choices[0].text async for c in text if c.choices]) == "AA"
+            models = await client.models.list()
+            assert [m.id for m in models.data] == ["math"]
+
+    run(body())
+
+
+def test_stream_with_failed_prefill_is_a_plain_502(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, prefill, decode):
+            prefill.fail_with = 503
+            req = {**CHAT, "stream": True}
+            t0 = time.monotonic()
+            async with client.post(f"{url}/v1/chat/completions", json=req) as resp:
+                assert resp.status == 502
+                assert "HTTP 503" in (await resp.json())["error"]["message"]
+            assert time.monotonic() - t0 < 3
+            await asyncio.sleep(0.1)
+            assert decode.aborted == [decode.requests[0]["rid"]]
+
+    run(body())

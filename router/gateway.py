@@ -1,0 +1,118 @@
+"""The gateway's core: tasks, their tokenizers, the worker pools, and one request's run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from router import protocol as p
+from router.config import GatewayConfig
+from router.pd import UpstreamError, generate, generate_stream
+from router.pools import DecodePool, PrefillPool
+from router.tokenizer import TaskTokenizer
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.param, self.code = status, kind, param, code
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.created = int(time.time())
+        self.tokenizers = {name: TaskTokenizer(t.model_path) for name, t in config.tasks.items()}
+        self.prefill = {
+            name: PrefillPool(t.prefill, config.prefill_policy) for name, t in config.tasks.items()
+        }
+        self.decode = DecodePool(config.decode, config.decode_policy)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def startup(self, _app: web.Application) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=self.config.timeouts.request_s, connect=self.config.timeouts.connect_s
+        )
+        self.session = aiohttp.ClientSession(timeout=timeout)
+
+    async def cleanup(self, _app: web.Application) -> None:
+        if self.session:
+            await self.session.close()
+
+    def task(self, model: str) -> str:
+        if model not in self.config.tasks:
+            raise ApiError(
+                404,
+                f"The model '{model}' does not exist; known: {', '.join(sorted(self.config.tasks))}",
+                param="model",
+                code="model_not_found",
+            )
+        return model
+
+    def sampling_params(self, task: str, req: p.SamplingFields) -> dict[str, Any]:
+        max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        if max_tokens is not None and max_tokens < 1:
+            raise ApiError(400, "max_tokens must be at least 1", param="max_tokens")
+        if req.n != 1:
+            raise ApiError(400, "only n=1 is supported", param="n")
+        params: dict[str, Any] = {
+            "max_new_tokens": max_tokens if max_tokens is not None else 128,
+            "stop_token_ids": self.tokenizers[task].stop_token_ids,
+            "temperature": 1.0 if req.temperature is None else req.temperature,
+        }
+        if req.top_p is not None:
+            params["top_p"] = req.top_p
+        if req.stop:
+            params["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+        if req.seed is not None:
+            params["sampling_seed"] = req.seed
+        return params
+
+    @asynccontextmanager
+    async def pair(self, task: str, input_ids: list[int], params: dict[str, Any]) -> AsyncIterator[tuple]:
+        """Choose a prefill and a decode server for this request and account its load on them
+        while it runs; upstream failures become 502 ApiErrors."""
+        if not input_ids:
+            raise ApiError(400, "the prompt is empty", param="messages")
+        prefill_pool = self.prefill[task]
+        pi, di = prefill_pool.choose(input_ids), self.decode.choose()
+        weight = len(input_ids) + params.get("max_new_tokens", 128)
+        prefill_pool.place(pi, len(input_ids))
+        self.decode.place(di, weight)
+        try:
+            yield prefill_pool.workers[pi], self.decode.workers[di]
+        except UpstreamError as err:
+            status = 502 if err.status >= 500 else err.status
+            raise ApiError(status, str(err), kind="upstream_error") from err
+        finally:
+            prefill_pool.release(pi, len(input_ids))
+            self.decode.release(di, weight)
+
+    async def run(self, task: str, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
+        assert self.session is not None
+        async with self.pair(task, input_ids, params) as (prefill, decode):
+            return await generate(self.session, prefill, decode, input_ids, params)
+
+    async def stream(
+        self, task: str, input_ids: list[int], params: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        assert self.session is not None
+        async with self.pair(task, input_ids, params) as (prefill, decode):
+            chunks = generate_stream(self.session, prefill, decode, input_ids, params)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()
