@@ -18,8 +18,15 @@ def finish_reason(meta: dict[str, Any]) -> str | None:
 
 
 def usage(meta: dict[str, Any]) -> p.Usage:
+    """Token counts; cached_tokens is the prefill server's prefix-cache hit, which SGLang ships
+    to the decode server with the KV (the decode side's own radix cache is off in PD mode)."""
     prompt, completion = meta.get("prompt_tokens", 0), meta.get("completion_tokens", 0)
-    return p.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return p.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=p.PromptTokensDetails(cached_tokens=meta.get("cached_tokens", 0)),
+    )
 
 
 def sse(obj: Any) -> bytes:

@@ -46,10 +46,15 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     sampling_params: dict[str, Any] = {}
 
 
+class PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int  # prompt tokens served from the prefill server's prefix (radix) cache
+
+
 class Usage(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class ChatChoiceMessage(msgspec.Struct):

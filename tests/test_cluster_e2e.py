@@ -225,3 +225,20 @@ def test_openai_client_streams_the_reference(expected, cluster: Cluster) -> None
             usage = chunk.usage or usage
         assert "".join(parts) == tok.decode(expected[task]["sun"][1], skip_special_tokens=True)
         assert usage is not None and usage.completion_tokens == len(expected[task]["sun"][1])
+
+
+def test_later_turns_hit_the_prefill_prefix_cache(cluster: Cluster) -> None:
+    """A conversation resent turn by turn: each turn's prompt holds the previous turn's prompt,
+    which the task's prefill server still has in its radix cache (reported as cached tokens)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{cluster.gateway_url}/v1", api_key="unused", timeout=300)
+    messages: list[dict[str, str]] = []
+    seen = []
+    for user in ["Tell me about the moon.", "And the sun?", "Which is bigger?"]:
+        messages.append({"role": "user", "content": user})
+        reply = client.chat.completions.create(model="math", messages=messages, max_tokens=12, temperature=0)
+        messages.append({"role": "assistant", "content": reply.choices[0].message.content})
+        seen.append((reply.usage.prompt_tokens, reply.usage.prompt_tokens_details.cached_tokens))
+    for (prev_prompt, _), (prompt, cached) in zip(seen, seen[1:]):
+        assert prev_prompt <= cached < prompt, seen
