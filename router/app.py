@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
@@ -58,24 +59,44 @@ def _include_usage(req: p.SamplingFields) -> bool:
     return req.stream_options is not None and req.stream_options.include_usage
 
 
+GATEWAY = web.AppKey("gateway", Gateway)
+_COUNTED = {"/v1/chat/completions", "/v1/completions", "/generate", "/v1/models"}
+
+
 def build_app(config: GatewayConfig) -> web.Application:
     gw = Gateway(config)
+    keys = [k.encode() for k in config.api_keys]
 
     @web.middleware
     async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            return await handler(request)
+            resp = await handler(request)
         except ApiError as err:
             body = p.ErrorBody(p.ErrorDetail(str(err), err.kind, err.param, err.code))
-            return _json(body, err.status)
+            resp = _json(body, err.status)
         except web.HTTPRequestEntityTooLarge:
-            body = p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error"))
-            return _json(body, 413)
+            resp = _json(p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error")), 413)
         except web.HTTPException:
             raise
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
-            return _json(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
+            resp = _json(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
+        if request.path in _COUNTED:
+            gw.metrics.requests.labels(request.get("task", "-"), request.path, str(resp.status)).inc()
+        return resp
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+        if keys and request.path in _COUNTED:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not any(hmac.compare_digest(given.encode(), key) for key in keys):
+                raise ApiError(
+                    401, "invalid or missing API key", "invalid_request_error", code="invalid_api_key"
+                )
+        return await handler(request)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=gw.metrics.render(gw.pools), content_type="text/plain")
 
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -86,7 +107,7 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     async def chat(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.ChatRequest)
-        task = gw.task(req.model)
+        task = request["task"] = gw.task(req.model)
         if not req.messages:
             raise ApiError(400, "messages must not be empty", param="messages")
         ids = gw.tokenizers[task].chat_ids([{"role": m.role, "content": m.content} for m in req.messages])
@@ -103,7 +124,7 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     async def completions(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.CompletionRequest)
-        task = gw.task(req.model)
+        task = request["task"] = gw.task(req.model)
         ids = req.prompt if isinstance(req.prompt, list) else gw.tokenizers[task].text_ids(req.prompt)
         params = gw.sampling_params(task, req)
         if req.stream:
@@ -118,14 +139,16 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     async def native_generate(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.GenerateRequest)
-        task = gw.task(req.model)
+        task = request["task"] = gw.task(req.model)
         params = {"stop_token_ids": gw.tokenizers[task].stop_token_ids, **req.sampling_params}
         return _json(await gw.run(task, req.input_ids, params))
 
-    app = web.Application(middlewares=[errors], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[errors, auth], client_max_size=config.max_body_bytes)
+    app[GATEWAY] = gw
     app.on_startup.append(gw.startup)
     app.on_cleanup.append(gw.cleanup)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)

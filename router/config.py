@@ -40,6 +40,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prefill_policy: PrefillPolicy = "cache_aware"
     decode_policy: DecodePolicy = "least_load"
     max_body_bytes: int = 4 * 1024 * 1024
+    max_prompt_tokens: int | None = None  # longer prompts get a 400 before any server sees them
+    max_concurrency: int = 256  # requests in flight; past it a 429
+    api_keys: list[str] = []  # if set, /v1/* and /generate need "Authorization: Bearer KEY"
+    health_interval_s: float = 5.0  # 0 turns the periodic worker health checks off
+    health_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name, task in self.tasks.items():

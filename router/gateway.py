@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,10 +11,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from router import health
 from router import protocol as p
 from router.config import GatewayConfig
+from router.metrics import GatewayMetrics
 from router.pd import UpstreamError, generate, generate_stream
-from router.pools import DecodePool, PrefillPool
+from router.pools import DecodePool, Pool, PrefillPool
 from router.tokenizer import TaskTokenizer
 
 
@@ -39,15 +42,30 @@ class Gateway:
             name: PrefillPool(t.prefill, config.prefill_policy) for name, t in config.tasks.items()
         }
         self.decode = DecodePool(config.decode, config.decode_policy)
+        self.metrics = GatewayMetrics()
+        self.in_flight = 0
         self.session: aiohttp.ClientSession | None = None
+        self._monitor: asyncio.Task | None = None
+
+    @property
+    def pools(self) -> list[tuple[str, Pool]]:
+        return [(f"prefill:{name}", pool) for name, pool in self.prefill.items()] + [("decode", self.decode)]
 
     async def startup(self, _app: web.Application) -> None:
         timeout = aiohttp.ClientTimeout(
             total=self.config.timeouts.request_s, connect=self.config.timeouts.connect_s
         )
         self.session = aiohttp.ClientSession(timeout=timeout)
+        if self.config.health_interval_s > 0:
+            self._monitor = asyncio.create_task(
+                health.monitor(
+                    self.session, self.pools, self.config.health_interval_s, self.config.health_timeout_s
+                )
+            )
 
     async def cleanup(self, _app: web.Application) -> None:
+        if self._monitor:
+            self._monitor.cancel()
         if self.session:
             await self.session.close()
 
@@ -86,11 +104,27 @@ class Gateway:
         while it runs; upstream failures become 502 ApiErrors."""
         if not input_ids:
             raise ApiError(400, "the prompt is empty", param="messages")
+        limit = self.config.max_prompt_tokens
+        if limit is not None and len(input_ids) > limit:
+            raise ApiError(
+                400, f"the prompt has {len(input_ids)} tokens; the limit is {limit}", param="messages"
+            )
+        if self.in_flight >= self.config.max_concurrency:
+            raise ApiError(429, "too many requests in flight; retry later", kind="rate_limit_error")
         prefill_pool = self.prefill[task]
-        pi, di = prefill_pool.choose(input_ids), self.decode.choose()
+        try:
+            pi = prefill_pool.choose(input_ids)
+        except LookupError as err:
+            raise ApiError(503, f"no healthy prefill server for task '{task}'", kind="unavailable") from err
+        try:
+            di = self.decode.choose()
+        except LookupError as err:
+            raise ApiError(503, "no healthy decode server", kind="unavailable") from err
         weight = len(input_ids) + params.get("max_new_tokens", 128)
         prefill_pool.place(pi, len(input_ids))
         self.decode.place(di, weight)
+        self.in_flight += 1
+        self.metrics.task_in_flight.labels(task).inc()
         try:
             yield prefill_pool.workers[pi], self.decode.workers[di]
         except UpstreamError as err:
@@ -99,20 +133,30 @@ class Gateway:
         finally:
             prefill_pool.release(pi, len(input_ids))
             self.decode.release(di, weight)
+            self.in_flight -= 1
+            self.metrics.task_in_flight.labels(task).dec()
 
     async def run(self, task: str, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
         assert self.session is not None
+        start = time.monotonic()
         async with self.pair(task, input_ids, params) as (prefill, decode):
-            return await generate(self.session, prefill, decode, input_ids, params)
+            out = await generate(self.session, prefill, decode, input_ids, params)
+        self.metrics.observe_done(task, out.get("meta_info", {}), time.monotonic() - start)
+        return out
 
     async def stream(
         self, task: str, input_ids: list[int], params: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
+        start, first_at, meta = time.monotonic(), None, {}
         async with self.pair(task, input_ids, params) as (prefill, decode):
             chunks = generate_stream(self.session, prefill, decode, input_ids, params)
             try:
                 async for chunk in chunks:
+                    first_at = first_at or time.monotonic()
+                    meta = chunk.get("meta_info", meta)
                     yield chunk
             finally:
                 await chunks.aclose()
+        ttft = None if first_at is None else first_at - start
+        self.metrics.observe_done(task, meta, time.monotonic() - start, ttft)

@@ -24,6 +24,7 @@ class Pool(Generic[W]):
         self.workers = list(workers)
         self.load = [0.0] * len(self.workers)
         self.requests = [0] * len(self.workers)
+        self.healthy = [True] * len(self.workers)
         self.turn = itertools.count()
         self.rng = random.Random(seed)
 
@@ -35,6 +36,12 @@ class Pool(Generic[W]):
         self.load[i] -= tokens
         self.requests[i] -= 1
 
+    def set_health(self, i: int, healthy: bool) -> bool:
+        """Record a health result; True when it changed."""
+        changed = self.healthy[i] != healthy
+        self.healthy[i] = healthy
+        return changed
+
 
 class DecodePool(Pool[W]):
     def __init__(self, workers: Sequence[W], how: DecodePolicy = "least_load", seed: int | None = None):
@@ -43,10 +50,10 @@ class DecodePool(Pool[W]):
 
     def choose(self) -> int:
         if self.how == "power_of_two":
-            return policy.power_of_two(self.load, self.rng)
+            return policy.power_of_two(self.load, self.rng, self.healthy)
         if self.how == "round_robin":
-            return policy.round_robin(next(self.turn), len(self.workers))
-        return policy.least_load(self.load)
+            return policy.round_robin(next(self.turn), len(self.workers), self.healthy)
+        return policy.least_load(self.load, self.healthy)
 
 
 class PrefillPool(Pool[W]):
@@ -57,11 +64,17 @@ class PrefillPool(Pool[W]):
 
     def choose(self, prompt: Sequence[int]) -> int:
         if self.how == "round_robin":
-            choice = policy.round_robin(next(self.turn), len(self.workers))
+            choice = policy.round_robin(next(self.turn), len(self.workers), self.healthy)
         elif self.how == "least_load":
-            choice = policy.least_load(self.load)
+            choice = policy.least_load(self.load, self.healthy)
         else:
             matched = self.prefixes.matched_tokens(prompt)
-            choice = policy.cache_aware(matched, len(prompt), self.load)
+            choice = policy.cache_aware(matched, len(prompt), self.load, healthy=self.healthy)
         self.prefixes.record(choice, prompt)
         return choice
+
+    def set_health(self, i: int, healthy: bool) -> bool:
+        changed = super().set_health(i, healthy)
+        if changed and not healthy:
+            self.prefixes.forget(i)  # it comes back with an empty cache, if at all
+        return changed

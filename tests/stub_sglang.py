@@ -16,6 +16,7 @@ from aiohttp import web
 class StubState:
     role: str
     fail_with: int | None = None  # HTTP status to answer /generate with
+    healthy: bool = True
     requests: list[dict[str, Any]] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     rooms_done: set[int] = field(default_factory=set)
@@ -50,7 +51,7 @@ def stub_app(state: StubState) -> web.Application:
         return web.json_response({})
 
     async def health(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        return web.Response(text="ok", status=200 if state.healthy else 503)
 
     app = web.Application()
     app.router.add_post("/generate", generate)

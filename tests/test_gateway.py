@@ -20,7 +20,7 @@ CHAT = {"model": "math", "messages": [{"role": "user", "content": "2+2?"}], "max
 
 
 @asynccontextmanager
-async def gateway(model_path: Path, max_body: int = 1 << 20) -> AsyncIterator[tuple]:
+async def gateway(model_path: Path, max_body: int = 1 << 20, **options: object) -> AsyncIterator[tuple]:
     prefill, decode = StubState("prefill"), StubState("decode")
     decode.peer = prefill
     async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
@@ -30,6 +30,7 @@ async def gateway(model_path: Path, max_body: int = 1 << 20) -> AsyncIterator[tu
             },
             decode=[str(d_srv.make_url("")).rstrip("/")],
             max_body_bytes=max_body,
+            **{"health_interval_s": 0.0, **options},
         )
         async with TestServer(build_app(config)) as gw, aiohttp.ClientSession() as client:
             yield str(gw.make_url("")).rstrip("/"), client, prefill, decode
@@ -184,5 +185,76 @@ def test_stream_with_failed_prefill_is_a_plain_502(tiny_base: Path) -> None:
             assert time.monotonic() - t0 < 3
             await asyncio.sleep(0.1)
             assert decode.aborted == [decode.requests[0]["rid"]]
+
+    run(body())
+
+
+def test_metrics_count_requests_tokens_and_worker_state(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, _p, _d):
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 200
+            async with client.post(f"{url}/v1/chat/completions", json={**CHAT, "model": "x"}) as resp:
+                assert resp.status == 404
+            async with client.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+        assert 'sun_requests_total{endpoint="/v1/chat/completions",status="200",task="math"} 1.0' in text
+        assert 'sun_requests_total{endpoint="/v1/chat/completions",status="404",task="-"} 1.0' in text
+        assert 'sun_output_tokens_total{task="math"} 3.0' in text
+        assert 'sun_pool_workers{pool="decode",state="healthy"} 1.0' in text
+        assert 'sun_worker_in_flight{pool="prefill:math"' in text
+
+    run(body())
+
+
+def test_api_keys_guard_the_api_but_not_health(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, api_keys=["s3cret"]) as (url, client, prefill, _d):
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                async with client.post(f"{url}/v1/chat/completions", json=CHAT, headers=headers) as resp:
+                    assert resp.status == 401
+                    assert (await resp.json())["error"]["code"] == "invalid_api_key"
+            assert not prefill.requests
+            async with client.get(f"{url}/health") as resp:
+                assert resp.status == 200
+            auth = {"Authorization": "Bearer s3cret"}
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth) as resp:
+                assert resp.status == 200
+
+    run(body())
+
+
+def test_limits_answer_429_and_400(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, max_concurrency=0) as (url, client, _p, _d):
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 429
+        async with gateway(tiny_base, max_prompt_tokens=5) as (url, client, prefill, _d):
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 400
+                assert "the limit is 5" in (await resp.json())["error"]["message"]
+            assert not prefill.requests
+
+    run(body())
+
+
+def test_unhealthy_decode_leaves_the_pool_and_returns(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, health_interval_s=0.05, health_timeout_s=1.0) as (
+            url,
+            client,
+            _p,
+            decode,
+        ):
+            decode.healthy = False
+            await asyncio.sleep(0.5)
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 503
+                assert "no healthy decode server" in (await resp.json())["error"]["message"]
+            assert not decode.requests
+            decode.healthy = True
+            await asyncio.sleep(0.5)
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 200
 
     run(body())

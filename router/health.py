@@ -1,0 +1,56 @@
+"""Periodic health checks: a worker that fails leaves its pool, and returns once healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import aiohttp
+
+from router.pools import Pool
+
+log = logging.getLogger("router.health")
+
+
+async def probe(session: aiohttp.ClientSession, url: str, timeout_s: float) -> bool:
+    try:
+        async with session.get(f"{url}/health", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+def worker_url(worker: object) -> str:
+    return worker if isinstance(worker, str) else worker.url  # type: ignore[attr-defined]
+
+
+async def check_once(
+    session: aiohttp.ClientSession,
+    pools: Iterable[tuple[str, Pool]],
+    timeout_s: float,
+    failures: dict[str, int],
+    fail_after: int = 2,
+) -> None:
+    """Probe every worker once. A worker leaves its pool after `fail_after` failed probes in a
+    row (one slow answer under load is not an outage) and returns on its first good one."""
+    targets = [(name, pool, i) for name, pool in pools for i in range(len(pool.workers))]
+    results = await asyncio.gather(
+        *(probe(session, worker_url(pool.workers[i]), timeout_s) for _, pool, i in targets)
+    )
+    for (name, pool, i), ok in zip(targets, results):
+        url = worker_url(pool.workers[i])
+        failures[url] = 0 if ok else failures.get(url, 0) + 1
+        if pool.set_health(i, ok or failures[url] < fail_after):
+            log.warning(
+                "%s worker %s is %s", name, url, "healthy again" if ok else "unhealthy: out of the pool"
+            )
+
+
+async def monitor(
+    session: aiohttp.ClientSession, pools: Iterable[tuple[str, Pool]], interval_s: float, timeout_s: float
+) -> None:
+    pools, failures = list(pools), {}
+    while True:
+        await check_once(session, pools, timeout_s, failures)
+        await asyncio.sleep(interval_s)

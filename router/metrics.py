@@ -1,0 +1,76 @@
+"""Prometheus metrics of the gateway (one registry per gateway, served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from router.health import worker_url
+from router.pools import Pool
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+_TPOT_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "sun_requests", "Requests answered", ["task", "endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "sun_request_latency_seconds",
+            "End-to-end latency",
+            ["task"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "sun_ttft_seconds",
+            "Time to first token (streamed)",
+            ["task"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "sun_tpot_seconds",
+            "Time per output token after the first (streamed)",
+            ["task"],
+            buckets=_TPOT_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter("sun_prompt_tokens", "Prompt tokens", ["task"], registry=r)
+        self.cached_tokens = Counter(
+            "sun_cached_prompt_tokens", "Prompt tokens from prefill cache", ["task"], registry=r
+        )
+        self.output_tokens = Counter("sun_output_tokens", "Output tokens", ["task"], registry=r)
+        self.task_in_flight = Gauge("sun_task_in_flight", "Requests in flight per task", ["task"], registry=r)
+        self.worker_in_flight = Gauge(
+            "sun_worker_in_flight", "Requests in flight per worker", ["pool", "worker"], registry=r
+        )
+        self.worker_load = Gauge(
+            "sun_worker_load_tokens", "Token-weighted load per worker", ["pool", "worker"], registry=r
+        )
+        self.pool_workers = Gauge("sun_pool_workers", "Workers per pool", ["pool", "state"], registry=r)
+
+    def observe_done(self, task: str, meta: dict, latency_s: float, ttft_s: float | None = None) -> None:
+        self.latency.labels(task).observe(latency_s)
+        completion = meta.get("completion_tokens", 0)
+        self.prompt_tokens.labels(task).inc(meta.get("prompt_tokens", 0))
+        self.cached_tokens.labels(task).inc(meta.get("cached_tokens", 0))
+        self.output_tokens.labels(task).inc(completion)
+        if ttft_s is not None:
+            self.ttft.labels(task).observe(ttft_s)
+            if completion > 1:
+                self.tpot.labels(task).observe((latency_s - ttft_s) / (completion - 1))
+
+    def render(self, pools: list[tuple[str, Pool]]) -> bytes:
+        """Refresh the pool gauges from the live pools, then the exposition text."""
+        for name, pool in pools:
+            for i, worker in enumerate(pool.workers):
+                self.worker_in_flight.labels(name, worker_url(worker)).set(pool.requests[i])
+                self.worker_load.labels(name, worker_url(worker)).set(pool.load[i])
+            healthy = sum(pool.healthy)
+            self.pool_workers.labels(name, "healthy").set(healthy)
+            self.pool_workers.labels(name, "unhealthy").set(len(pool.workers) - healthy)
+        return generate_latest(self.registry)
