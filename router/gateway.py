@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,8 @@ from router.pd import UpstreamError, generate, generate_stream
 from router.pools import DecodePool, Pool, PrefillPool
 from router.tokenizer import TaskTokenizer
 
+log = logging.getLogger("router")
+
 
 class ApiError(Exception):
     def __init__(
@@ -28,9 +31,11 @@ class ApiError(Exception):
         kind: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        retry: bool = False,
     ) -> None:
         super().__init__(message)
         self.status, self.kind, self.param, self.code = status, kind, param, code
+        self.retry = retry  # nothing reached the server: another pair may serve the request
 
 
 class Gateway:
@@ -128,19 +133,35 @@ class Gateway:
         try:
             yield prefill_pool.workers[pi], self.decode.workers[di]
         except UpstreamError as err:
+            if err.unreachable:
+                self._mark_unreachable(err.unreachable)
             status = 502 if err.status >= 500 else err.status
-            raise ApiError(status, str(err), kind="upstream_error") from err
+            raise ApiError(status, str(err), kind="upstream_error", retry=bool(err.unreachable)) from err
         finally:
             prefill_pool.release(pi, len(input_ids))
             self.decode.release(di, weight)
             self.in_flight -= 1
             self.metrics.task_in_flight.labels(task).dec()
 
+    def _mark_unreachable(self, url: str) -> None:
+        """A server that refused a connection leaves its pool now; the health monitor brings it
+        back once it answers again."""
+        for name, pool in self.pools:
+            for i, worker in enumerate(pool.workers):
+                if health.worker_url(worker) == url and pool.set_health(i, False):
+                    log.warning("%s worker %s refused a connection: out of the pool", name, url)
+
     async def run(self, task: str, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
         assert self.session is not None
         start = time.monotonic()
-        async with self.pair(task, input_ids, params) as (prefill, decode):
-            out = await generate(self.session, prefill, decode, input_ids, params)
+        for attempt in range(1 + self.config.retries):
+            try:
+                async with self.pair(task, input_ids, params) as (prefill, decode):
+                    out = await generate(self.session, prefill, decode, input_ids, params)
+                break
+            except ApiError as err:
+                if not err.retry or attempt == self.config.retries:
+                    raise
         self.metrics.observe_done(task, out.get("meta_info", {}), time.monotonic() - start)
         return out
 
@@ -149,14 +170,21 @@ class Gateway:
     ) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
         start, first_at, meta = time.monotonic(), None, {}
-        async with self.pair(task, input_ids, params) as (prefill, decode):
-            chunks = generate_stream(self.session, prefill, decode, input_ids, params)
+        for attempt in range(1 + self.config.retries):
             try:
-                async for chunk in chunks:
-                    first_at = first_at or time.monotonic()
-                    meta = chunk.get("meta_info", meta)
-                    yield chunk
-            finally:
-                await chunks.aclose()
+                async with self.pair(task, input_ids, params) as (prefill, decode):
+                    chunks = generate_stream(self.session, prefill, decode, input_ids, params)
+                    try:
+                        async for chunk in chunks:
+                            first_at = first_at or time.monotonic()
+                            meta = chunk.get("meta_info", meta)
+                            yield chunk
+                    finally:
+                        await chunks.aclose()
+                break
+            except ApiError as err:
+                # Retry only while the client has seen nothing.
+                if not err.retry or first_at is not None or attempt == self.config.retries:
+                    raise
         ttft = None if first_at is None else first_at - start
         self.metrics.observe_done(task, meta, time.monotonic() - start, ttft)

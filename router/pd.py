@@ -18,11 +18,14 @@ from router.config import PrefillWorker
 
 
 class UpstreamError(Exception):
-    """A server of the pair failed; `status` is what the client should see."""
+    """A server of the pair failed; `status` is what the client should see. `unreachable` names
+    a server that refused the connection: nothing reached it, so the request may be retried on
+    another pair, and the server can leave its pool at once."""
 
-    def __init__(self, message: str, status: int = 502) -> None:
+    def __init__(self, message: str, status: int = 502, unreachable: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.unreachable = unreachable
 
 
 def pd_body(prefill: PrefillWorker, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +50,19 @@ async def _raise_for_status(url: str, resp: aiohttp.ClientResponse) -> None:
     raise UpstreamError(f"{url}: HTTP {resp.status}: {message[:500]}", resp.status)
 
 
+def _server(url: str) -> str:
+    return url.rsplit("/", 1)[0]
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    try:
+        return await session.post(url, json=body)
+    except aiohttp.ClientConnectorError as err:
+        raise UpstreamError(f"{_server(url)} refused the connection: {err}", 502, _server(url)) from err
+
+
 async def _post_json(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with session.post(url, json=body) as resp:
+    async with await _post(session, url, body) as resp:
         await _raise_for_status(url, resp)
         return await resp.json(content_type=None)
 
@@ -128,7 +142,7 @@ async def generate_stream(
     resp: aiohttp.ClientResponse | None = None
     try:
         resp = await _unless_failed(
-            session.post(f"{decode_url}/generate", json={**body, "stream": True}), prefill_leg
+            _post(session, f"{decode_url}/generate", {**body, "stream": True}), prefill_leg
         )
         await _raise_for_status(decode_url, resp)
         lines = resp.content.__aiter__()

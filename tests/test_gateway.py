@@ -20,7 +20,9 @@ CHAT = {"model": "math", "messages": [{"role": "user", "content": "2+2?"}], "max
 
 
 @asynccontextmanager
-async def gateway(model_path: Path, max_body: int = 1 << 20, **options: object) -> AsyncIterator[tuple]:
+async def gateway(
+    model_path: Path, max_body: int = 1 << 20, dead_decode: str | None = None, **options: object
+) -> AsyncIterator[tuple]:
     prefill, decode = StubState("prefill"), StubState("decode")
     decode.peer = prefill
     async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
@@ -28,7 +30,7 @@ async def gateway(model_path: Path, max_body: int = 1 << 20, **options: object) 
             tasks={
                 "math": TaskRoute(str(model_path), [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)])
             },
-            decode=[str(d_srv.make_url("")).rstrip("/")],
+            decode=[dead_decode] * bool(dead_decode) + [str(d_srv.make_url("")).rstrip("/")],
             max_body_bytes=max_body,
             **{"health_interval_s": 0.0, **options},
         )
@@ -256,5 +258,31 @@ def test_unhealthy_decode_leaves_the_pool_and_returns(tiny_base: Path) -> None:
             await asyncio.sleep(0.5)
             async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
                 assert resp.status == 200
+
+    run(body())
+
+
+def _dead_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # closed again: connections are refused
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_refused_decode_leaves_pool_and_request_is_retried(tiny_base: Path, stream: bool) -> None:
+    async def body() -> None:
+        dead = _dead_url()
+        async with gateway(tiny_base, dead_decode=dead) as (url, client, prefill, decode):
+            async with client.post(f"{url}/v1/chat/completions", json={**CHAT, "stream": stream}) as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            assert ('"content":"A"' in text and "[DONE]" in text) if stream else "AAA" in text
+            assert len(decode.requests) == 1 and len(prefill.requests) == 2  # one retry
+            assert prefill.aborted == [prefill.requests[0]["rid"]]  # the first prefill leg dropped
+            async with client.get(f"{url}/metrics") as resp:
+                assert 'sun_pool_workers{pool="decode",state="healthy"} 1.0' in await resp.text()
 
     run(body())
