@@ -6,20 +6,17 @@ task model alone: the KV came from the task's prefill module, the decoding from 
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
 from sun_sglang.models import prepare
 from sun_sglang.reference import SunReference
+from tests.cluster_util import TASKS, free_port_block, post, start_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -30,29 +27,6 @@ QUESTIONS = [
     "What is the capital of France?",
 ]
 MAX_NEW = 16
-TASKS = {"math": "smollm2-135m-variant-a", "chat": "smollm2-135m-variant-b"}
-
-
-def _free_port_block(n: int, offset: int) -> int:
-    """A first port p with p..p+n and p+offset..p+offset+n all free on loopback."""
-    for first in range(32000, 60000, 50):
-        ports = [*range(first, first + n), *range(first + offset, first + offset + n)]
-        if all(_free(p) for p in ports):
-            return first
-    raise RuntimeError("no free port block")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def _post(url: str, body: dict, timeout: float = 300) -> dict:
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +64,7 @@ def expected(prompts: dict[str, list[list[int]]]) -> dict[str, dict[str, list[li
 
 @pytest.fixture(scope="module", params=["mooncake_tcp", "nixl"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp(f"cluster-{request.param}")
-    first = _free_port_block(4, 500)
-    router_port = _free_port_block(1, 1) + 10
-    yaml = tmp / "cluster.yaml"
-    yaml.write_text(
-        f"base: {prepare('smollm2-135m')}\n"
-        f"transfer_backend: {request.param}\n"
-        "decode: {replicas: 1}\n"
-        "tasks:\n"
-        + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items())
-        + f"router: {{host: 127.0.0.1, port: {router_port}}}\n"
-        f"first_port: {first}\n"
-    )
-    running = Cluster(plan(cluster_config.load(yaml), "cpu"), tmp / "logs", timeout_s=300)
-    running.start()
+    running = start_cluster(tmp_path_factory.mktemp(f"cluster-{request.param}"), request.param)
     try:
         yield running
     finally:
@@ -123,7 +83,7 @@ def test_concurrent_tasks_match_sun_reference(expected, prompts, cluster: Cluste
             "input_ids": prompts[task][i],
             "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0},
         }
-        return _post(f"{cluster.gateway_url}/generate", body)["output_ids"]
+        return post(f"{cluster.gateway_url}/generate", body)["output_ids"]
 
     with ThreadPoolExecutor(len(jobs)) as pool:
         served = dict(zip(jobs, pool.map(ask, jobs)))
@@ -145,7 +105,7 @@ def test_chat_completions_match_reference_text(expected, cluster: Cluster) -> No
             "max_tokens": MAX_NEW,
             "temperature": 0,
         }
-        out = _post(f"{cluster.gateway_url}/v1/chat/completions", body)
+        out = post(f"{cluster.gateway_url}/v1/chat/completions", body)
         want = tok.decode(expected[task]["sun"][0], skip_special_tokens=True)
         assert out["choices"][0]["message"]["content"] == want
         assert out["usage"]["completion_tokens"] == len(expected[task]["sun"][0])
@@ -182,9 +142,9 @@ def test_mismatched_prefill_refused_and_decode_keeps_serving(
             "--decode-model-path",
             str(prepare("smollm2-135m")),
             "--port",
-            str(_free_port_block(1, 1)),
+            str(free_port_block(1, 1)),
             "--bootstrap-port",
-            str(_free_port_block(1, 1) + 1),
+            str(free_port_block(1, 1) + 1),
             "--transfer-backend",
             cluster.plan.servers[0].options.transfer_backend,
         ],
@@ -199,7 +159,7 @@ def test_mismatched_prefill_refused_and_decode_keeps_serving(
         "input_ids": prompts["chat"][1],
         "sampling_params": {"max_new_tokens": MAX_NEW, "temperature": 0},
     }
-    assert _post(f"{cluster.gateway_url}/generate", body)["output_ids"] == expected["chat"]["sun"][1]
+    assert post(f"{cluster.gateway_url}/generate", body)["output_ids"] == expected["chat"]["sun"][1]
     assert all(p.exit_code() is None for p in cluster.procs)
 
 

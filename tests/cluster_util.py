@@ -1,0 +1,68 @@
+"""Helpers for the tests that start real SGLang clusters."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sun_sglang.launch import config as cluster_config
+from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.models import prepare
+
+TASKS = {"math": "smollm2-135m-variant-a", "chat": "smollm2-135m-variant-b"}
+
+
+def free_port_block(n: int, offset: int) -> int:
+    """A first port p with p..p+n and p+offset..p+offset+n all free on loopback."""
+    for first in range(32000, 60000, 50):
+        ports = [*range(first, first + n), *range(first + offset, first + offset + n)]
+        if all(_free(p) for p in ports):
+            return first
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def post(url: str, body: dict, timeout: float = 300) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def post_status(url: str, body: dict, timeout: float = 300) -> tuple[int, dict]:
+    """(HTTP status, JSON body), for calls that may fail."""
+    try:
+        return 200, post(url, body, timeout)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def get_json(url: str, timeout: float = 10) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def start_cluster(tmp: Path, backend: str, decode_replicas: int = 1, **gateway: object) -> Cluster:
+    first = free_port_block(2 + len(TASKS) + decode_replicas, 500)
+    router_port = free_port_block(1, 1) + 10
+    yaml = tmp / "cluster.yaml"
+    yaml.write_text(
+        f"base: {prepare('smollm2-135m')}\n"
+        f"transfer_backend: {backend}\n"
+        f"decode: {{replicas: {decode_replicas}}}\n"
+        "tasks:\n"
+        + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items())
+        + f"router: {{host: 127.0.0.1, port: {router_port}}}\n"
+        f"first_port: {first}\n"
+    )
+    cluster = Cluster(plan(cluster_config.load(yaml), "cpu"), tmp / "logs", timeout_s=300)
+    cluster.start()
+    return cluster
