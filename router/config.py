@@ -24,6 +24,7 @@ class PrefillWorker(msgspec.Struct, frozen=True):
 class TaskRoute(msgspec.Struct, frozen=True):
     model_path: str  # the prefill module: its tokenizer and chat template are the task's
     prefill: list[PrefillWorker]
+    decode: list[str] | None = None  # the task's own decode pool (conventional mode); else shared
 
 
 class Timeouts(msgspec.Struct, frozen=True):
@@ -33,7 +34,7 @@ class Timeouts(msgspec.Struct, frozen=True):
 
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tasks: dict[str, TaskRoute]
-    decode: list[str]  # the shared decode pool: URLs of decode servers
+    decode: list[str]  # the shared decode pool: URLs of decode servers (empty if every task has its own)
     host: str = "127.0.0.1"
     port: int = 8000
     timeouts: Timeouts = Timeouts()
@@ -53,8 +54,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ValueError(f"task name {name!r}: use letters, digits, '_', '.', '-' only")
             if not task.prefill:
                 raise ValueError(f"task {name!r} has no prefill worker")
-        if not self.decode:
-            raise ValueError("the decode pool is empty")
+            if not (task.decode or self.decode):
+                raise ValueError(f"task {name!r} has no decode worker (no own pool, shared pool empty)")
 
 
 def load(path: str | Path) -> GatewayConfig:

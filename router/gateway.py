@@ -46,7 +46,12 @@ class Gateway:
         self.prefill = {
             name: PrefillPool(t.prefill, config.prefill_policy) for name, t in config.tasks.items()
         }
-        self.decode = DecodePool(config.decode, config.decode_policy)
+        # One shared decode pool (SUN); a task with its own decode servers (conventional) has its own.
+        shared = DecodePool(config.decode, config.decode_policy)
+        self.decode = {
+            name: DecodePool(t.decode, config.decode_policy) if t.decode else shared
+            for name, t in config.tasks.items()
+        }
         self.metrics = GatewayMetrics()
         self.in_flight = 0
         self.session: aiohttp.ClientSession | None = None
@@ -54,7 +59,13 @@ class Gateway:
 
     @property
     def pools(self) -> list[tuple[str, Pool]]:
-        return [(f"prefill:{name}", pool) for name, pool in self.prefill.items()] + [("decode", self.decode)]
+        pools: list[tuple[str, Pool]] = [(f"prefill:{name}", pool) for name, pool in self.prefill.items()]
+        seen: set[int] = set()
+        for name, pool in self.decode.items():
+            if id(pool) not in seen:
+                seen.add(id(pool))
+                pools.append((f"decode:{name}" if self.config.tasks[name].decode else "decode", pool))
+        return pools
 
     async def startup(self, _app: web.Application) -> None:
         timeout = aiohttp.ClientTimeout(
@@ -116,22 +127,22 @@ class Gateway:
             )
         if self.in_flight >= self.config.max_concurrency:
             raise ApiError(429, "too many requests in flight; retry later", kind="rate_limit_error")
-        prefill_pool = self.prefill[task]
+        prefill_pool, decode_pool = self.prefill[task], self.decode[task]
         try:
             pi = prefill_pool.choose(input_ids)
         except LookupError as err:
             raise ApiError(503, f"no healthy prefill server for task '{task}'", kind="unavailable") from err
         try:
-            di = self.decode.choose()
+            di = decode_pool.choose()
         except LookupError as err:
             raise ApiError(503, "no healthy decode server", kind="unavailable") from err
         weight = len(input_ids) + params.get("max_new_tokens", 128)
         prefill_pool.place(pi, len(input_ids))
-        self.decode.place(di, weight)
+        decode_pool.place(di, weight)
         self.in_flight += 1
         self.metrics.task_in_flight.labels(task).inc()
         try:
-            yield prefill_pool.workers[pi], self.decode.workers[di]
+            yield prefill_pool.workers[pi], decode_pool.workers[di]
         except UpstreamError as err:
             if err.unreachable:
                 self._mark_unreachable(err.unreachable)
@@ -139,7 +150,7 @@ class Gateway:
             raise ApiError(status, str(err), kind="upstream_error", retry=bool(err.unreachable)) from err
         finally:
             prefill_pool.release(pi, len(input_ids))
-            self.decode.release(di, weight)
+            decode_pool.release(di, weight)
             self.in_flight -= 1
             self.metrics.task_in_flight.labels(task).dec()
 

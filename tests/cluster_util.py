@@ -50,13 +50,14 @@ def get_json(url: str, timeout: float = 10) -> dict:
         return json.loads(resp.read())
 
 
-def start_cluster(tmp: Path, backend: str, decode_replicas: int = 1, **gateway: object) -> Cluster:
-    first = free_port_block(2 + len(TASKS) + decode_replicas, 500)
+def start_cluster(tmp: Path, backend: str, decode_replicas: int = 1, mode: str = "sun") -> Cluster:
+    first = free_port_block(2 + len(TASKS) * (1 + decode_replicas), 500)
     router_port = free_port_block(1, 1) + 10
     yaml = tmp / "cluster.yaml"
     yaml.write_text(
         f"base: {prepare('smollm2-135m')}\n"
         f"transfer_backend: {backend}\n"
+        f"mode: {mode}\n"
         f"decode: {{replicas: {decode_replicas}}}\n"
         "tasks:\n"
         + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items())

@@ -108,3 +108,33 @@ tasks: {{bad: {{model_path: {smollm2}}}}}
 
     with pytest.raises(IncompatibleCheckpoint, match=r"task 'bad'.*num_hidden_layers: 30 \(prefill\) vs 2"):
         plan(cfg, "cpu")
+
+
+def test_conventional_plan_gives_each_task_its_own_decode_servers(
+    tmp_path: Path, tiny_base: Path, tiny_task: Path
+) -> None:
+    cfg = cluster_config.load(
+        _write(
+            tmp_path,
+            f"""
+base: {tiny_base}
+mode: conventional
+decode: {{replicas: 2}}
+tasks:
+  math: {{model_path: {tiny_task}}}
+  chat: {{model_path: {tiny_base}}}
+""",
+        )
+    )
+    cluster = plan(cfg, "cpu")
+    decode = [s for s in cluster.servers if s.role == "decode"]
+    assert cfg.server_count == len(cluster.servers) == 6
+    assert sorted(s.name for s in decode) == [
+        "decode-chat-0",
+        "decode-chat-1",
+        "decode-math-0",
+        "decode-math-1",
+    ]
+    assert {s.model_path for s in decode if "math" in s.name} == {str(tiny_task)}  # the task model decodes
+    assert cluster.gateway.decode == []
+    assert cluster.gateway.tasks["math"].decode == [s.url for s in decode if "math" in s.name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from sun_sglang import compat
 from sun_sglang.launch.config import ClusterConfig
 from sun_sglang.launch.process import ManagedProcess, stop_all, wait_healthy
-from sun_sglang.launch.roles import Device, ServeOptions, ServerSpec
+from sun_sglang.launch.roles import Device, Role, ServeOptions, ServerSpec
 from sun_sglang.models import MODELS, prepare
 
 _BOOTSTRAP_OFFSET = 500
@@ -43,7 +44,11 @@ class ClusterPlan:
 
 def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
     """Resolve models, check every prefill module against the base, assign ports.
-    Raises compat.IncompatibleCheckpoint before anything starts."""
+    Raises compat.IncompatibleCheckpoint before anything starts.
+
+    mode sun: one shared decode pool of `decode.replicas` servers holding the base.
+    mode conventional (the baseline): each task gets `decode.replicas` decode servers of its own,
+    holding the task's own checkpoint; same gateway, same code path."""
     base = resolve_model(config.base)
     dtype = compat.serving_dtype(compat.read_config(base), config.dtype)
     options = ServeOptions(
@@ -53,20 +58,28 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         host="127.0.0.1",
         max_total_tokens=config.max_total_tokens,
     )
-    port = config.first_port
+    ports = itertools.count(config.first_port)
     servers: list[ServerSpec] = []
-    for i in range(config.decode.replicas):
-        servers.append(
-            ServerSpec(
-                role="decode",
-                name=f"decode-{i}",
-                model_path=base,
-                port=port,
-                dtype=dtype,
-                options=msgspec.structs.replace(options, extra_args=config.decode_args),
-            )
+
+    def server(role: Role, name: str, model: str, task: str | None = None) -> ServerSpec:
+        port = next(ports)
+        extra = config.prefill_args if role == "prefill" else config.decode_args
+        spec = ServerSpec(
+            role=role,
+            name=name,
+            model_path=model,
+            port=port,
+            dtype=dtype,
+            bootstrap_port=port + _BOOTSTRAP_OFFSET if role == "prefill" else None,
+            served_model_name=task,
+            options=msgspec.structs.replace(options, extra_args=extra),
         )
-        port += 1
+        servers.append(spec)
+        return spec
+
+    n_decode = config.decode.replicas
+    conventional = config.mode == "conventional"
+    shared = [] if conventional else [server("decode", f"decode-{i}", base).url for i in range(n_decode)]
     routes: dict[str, TaskRoute] = {}
     for task, task_config in config.tasks.items():
         ckpt = resolve_model(task_config.model_path)
@@ -74,28 +87,18 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
             compat.check_prefill_module(ckpt, base, dtype, dtype)
         except compat.IncompatibleCheckpoint as err:
             raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
-        workers = []
-        for r in range(task_config.replicas):
-            spec = ServerSpec(
-                role="prefill",
-                name=f"prefill-{task}-{r}",
-                model_path=ckpt,
-                port=port,
-                dtype=dtype,
-                bootstrap_port=port + _BOOTSTRAP_OFFSET,
-                served_model_name=task,
-                options=msgspec.structs.replace(options, extra_args=config.prefill_args),
-            )
-            servers.append(spec)
-            workers.append(PrefillWorker(url=spec.url, bootstrap_port=spec.bootstrap_port))
-            port += 1
-        routes[task] = TaskRoute(model_path=ckpt, prefill=workers)
-    gateway = GatewayConfig(
-        tasks=routes,
-        decode=[s.url for s in servers if s.role == "decode"],
-        host=config.router.host,
-        port=config.router.port,
-    )
+        prefill = [server("prefill", f"prefill-{task}-{r}", ckpt, task) for r in range(task_config.replicas)]
+        own = (
+            [server("decode", f"decode-{task}-{i}", ckpt).url for i in range(n_decode)]
+            if conventional
+            else None
+        )
+        routes[task] = TaskRoute(
+            model_path=ckpt,
+            prefill=[PrefillWorker(url=s.url, bootstrap_port=s.bootstrap_port) for s in prefill],
+            decode=own,
+        )
+    gateway = GatewayConfig(tasks=routes, decode=shared, host=config.router.host, port=config.router.port)
     return ClusterPlan(servers=servers, gateway=gateway)
 
 

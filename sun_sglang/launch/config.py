@@ -28,6 +28,9 @@ class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     base: str  # the decode module: the frozen base checkpoint (folder or model name)
     tasks: dict[str, TaskConfig]
+    # sun: one decode pool of decode.replicas base servers shared by every task.
+    # conventional (baseline): decode.replicas decode servers per task, holding the task's model.
+    mode: Literal["sun", "conventional"] = "sun"
     transfer_backend: Backend = "mooncake_tcp"
     decode: DecodeConfig = DecodeConfig()
     router: RouterSection = RouterSection()
@@ -54,7 +57,8 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @property
     def server_count(self) -> int:
-        return self.decode.replicas + sum(t.replicas for t in self.tasks.values())
+        decode_pools = len(self.tasks) if self.mode == "conventional" else 1
+        return self.decode.replicas * decode_pools + sum(t.replicas for t in self.tasks.values())
 
 
 def load(path: str | Path) -> ClusterConfig:
