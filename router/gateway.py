@@ -75,7 +75,10 @@ class Gateway:
         if self.config.health_interval_s > 0:
             self._monitor = asyncio.create_task(
                 health.monitor(
-                    self.session, self.pools, self.config.health_interval_s, self.config.health_timeout_s
+                    self.session,
+                    lambda: self.pools,
+                    self.config.health_interval_s,
+                    self.config.health_timeout_s,
                 )
             )
 
@@ -129,28 +132,28 @@ class Gateway:
             raise ApiError(429, "too many requests in flight; retry later", kind="rate_limit_error")
         prefill_pool, decode_pool = self.prefill[task], self.decode[task]
         try:
-            pi = prefill_pool.choose(input_ids)
+            prefill = prefill_pool.choose(input_ids)
         except LookupError as err:
             raise ApiError(503, f"no healthy prefill server for task '{task}'", kind="unavailable") from err
         try:
-            di = decode_pool.choose()
+            decode = decode_pool.choose()
         except LookupError as err:
             raise ApiError(503, "no healthy decode server", kind="unavailable") from err
         weight = len(input_ids) + params.get("max_new_tokens", 128)
-        prefill_pool.place(pi, len(input_ids))
-        decode_pool.place(di, weight)
+        prefill_pool.place(prefill, len(input_ids))
+        decode_pool.place(decode, weight)
         self.in_flight += 1
         self.metrics.task_in_flight.labels(task).inc()
         try:
-            yield prefill_pool.workers[pi], decode_pool.workers[di]
+            yield prefill.worker, decode.worker
         except UpstreamError as err:
             if err.unreachable:
                 self._mark_unreachable(err.unreachable)
             status = 502 if err.status >= 500 else err.status
             raise ApiError(status, str(err), kind="upstream_error", retry=bool(err.unreachable)) from err
         finally:
-            prefill_pool.release(pi, len(input_ids))
-            decode_pool.release(di, weight)
+            prefill_pool.release(prefill, len(input_ids))
+            decode_pool.release(decode, weight)
             self.in_flight -= 1
             self.metrics.task_in_flight.labels(task).dec()
 
@@ -158,9 +161,9 @@ class Gateway:
         """A server that refused a connection leaves its pool now; the health monitor brings it
         back once it answers again."""
         for name, pool in self.pools:
-            for i, worker in enumerate(pool.workers):
-                if health.worker_url(worker) == url and pool.set_health(i, False):
-                    log.warning("%s worker %s refused a connection: out of the pool", name, url)
+            slot = pool.find(url)
+            if slot is not None and pool.set_health(slot, False):
+                log.warning("%s worker %s refused a connection: out of the pool", name, url)
 
     async def run(self, task: str, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
         assert self.session is not None

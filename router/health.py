@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import aiohttp
 
@@ -21,10 +21,6 @@ async def probe(session: aiohttp.ClientSession, url: str, timeout_s: float) -> b
         return False
 
 
-def worker_url(worker: object) -> str:
-    return worker if isinstance(worker, str) else worker.url  # type: ignore[attr-defined]
-
-
 async def check_once(
     session: aiohttp.ClientSession,
     pools: Iterable[tuple[str, Pool]],
@@ -34,23 +30,25 @@ async def check_once(
 ) -> None:
     """Probe every worker once. A worker leaves its pool after `fail_after` failed probes in a
     row (one slow answer under load is not an outage) and returns on its first good one."""
-    targets = [(name, pool, i) for name, pool in pools for i in range(len(pool.workers))]
-    results = await asyncio.gather(
-        *(probe(session, worker_url(pool.workers[i]), timeout_s) for _, pool, i in targets)
-    )
-    for (name, pool, i), ok in zip(targets, results):
-        url = worker_url(pool.workers[i])
+    targets = [(name, pool, slot) for name, pool in pools for slot in list(pool.slots)]
+    results = await asyncio.gather(*(probe(session, slot.url, timeout_s) for _, _, slot in targets))
+    for (name, pool, slot), ok in zip(targets, results):
+        url = slot.url
         failures[url] = 0 if ok else failures.get(url, 0) + 1
-        if pool.set_health(i, ok or failures[url] < fail_after):
+        if pool.set_health(slot, ok or failures[url] < fail_after):
             log.warning(
                 "%s worker %s is %s", name, url, "healthy again" if ok else "unhealthy: out of the pool"
             )
 
 
 async def monitor(
-    session: aiohttp.ClientSession, pools: Iterable[tuple[str, Pool]], interval_s: float, timeout_s: float
+    session: aiohttp.ClientSession,
+    pools: Callable[[], Iterable[tuple[str, Pool]]],
+    interval_s: float,
+    timeout_s: float,
 ) -> None:
-    pools, failures = list(pools), {}
+    """Probe forever; `pools` is called each round, so workers added at run time are probed."""
+    failures: dict[str, int] = {}
     while True:
-        await check_once(session, pools, timeout_s, failures)
+        await check_once(session, pools(), timeout_s, failures)
         await asyncio.sleep(interval_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from router.health import worker_url
 from router.pools import Pool
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
@@ -66,11 +65,16 @@ class GatewayMetrics:
 
     def render(self, pools: list[tuple[str, Pool]]) -> bytes:
         """Refresh the pool gauges from the live pools, then the exposition text."""
+        self.worker_in_flight.clear()
+        self.worker_load.clear()
         for name, pool in pools:
-            for i, worker in enumerate(pool.workers):
-                self.worker_in_flight.labels(name, worker_url(worker)).set(pool.requests[i])
-                self.worker_load.labels(name, worker_url(worker)).set(pool.load[i])
-            healthy = sum(pool.healthy)
-            self.pool_workers.labels(name, "healthy").set(healthy)
-            self.pool_workers.labels(name, "unhealthy").set(len(pool.workers) - healthy)
+            for slot in pool.slots:
+                self.worker_in_flight.labels(name, slot.url).set(slot.requests)
+                self.worker_load.labels(name, slot.url).set(slot.load)
+            for state, count in (
+                ("healthy", sum(s.healthy and not s.draining for s in pool.slots)),
+                ("unhealthy", sum(not s.healthy for s in pool.slots)),
+                ("draining", sum(s.draining for s in pool.slots)),
+            ):
+                self.pool_workers.labels(name, state).set(count)
         return generate_latest(self.registry)

@@ -1,7 +1,8 @@
 """Worker pools with the load the gateway has placed on each, and the choice of a worker.
 
 Load is token-weighted: each request in flight counts its prompt plus its maximum new tokens,
-which is what it can occupy in a server's KV cache.
+which is what it can occupy in a server's KV cache. Each worker's state lives in its Slot, so
+requests in flight keep their slot while workers are added or removed at run time.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 from router import policy
@@ -19,28 +21,66 @@ DecodePolicy = Literal["least_load", "power_of_two", "round_robin"]
 PrefillPolicy = Literal["cache_aware", "least_load", "round_robin"]
 
 
+def worker_url(worker: object) -> str:
+    return worker if isinstance(worker, str) else worker.url  # type: ignore[attr-defined]
+
+
+@dataclass(eq=False)
+class Slot(Generic[W]):
+    worker: W
+    load: float = 0.0
+    requests: int = 0
+    healthy: bool = True
+    draining: bool = False  # takes no new requests; its requests in flight finish
+
+    @property
+    def url(self) -> str:
+        return worker_url(self.worker)
+
+    @property
+    def available(self) -> bool:
+        return self.healthy and not self.draining
+
+
 class Pool(Generic[W]):
     def __init__(self, workers: Sequence[W], seed: int | None = None) -> None:
-        self.workers = list(workers)
-        self.load = [0.0] * len(self.workers)
-        self.requests = [0] * len(self.workers)
-        self.healthy = [True] * len(self.workers)
+        self.slots: list[Slot[W]] = [Slot(w) for w in workers]
         self.turn = itertools.count()
         self.rng = random.Random(seed)
 
-    def place(self, i: int, tokens: float) -> None:
-        self.load[i] += tokens
-        self.requests[i] += 1
+    @property
+    def workers(self) -> list[W]:
+        return [s.worker for s in self.slots]
 
-    def release(self, i: int, tokens: float) -> None:
-        self.load[i] -= tokens
-        self.requests[i] -= 1
+    def find(self, url: str) -> Slot[W] | None:
+        return next((s for s in self.slots if s.url == url), None)
 
-    def set_health(self, i: int, healthy: bool) -> bool:
+    def add(self, worker: W) -> Slot[W]:
+        if self.find(worker_url(worker)):
+            raise ValueError(f"worker {worker_url(worker)} is already in the pool")
+        slot = Slot(worker)
+        self.slots.append(slot)
+        return slot
+
+    def remove(self, slot: Slot[W]) -> None:
+        self.slots.remove(slot)
+
+    def place(self, slot: Slot[W], tokens: float) -> None:
+        slot.load += tokens
+        slot.requests += 1
+
+    def release(self, slot: Slot[W], tokens: float) -> None:
+        slot.load -= tokens
+        slot.requests -= 1
+
+    def set_health(self, slot: Slot[W], healthy: bool) -> bool:
         """Record a health result; True when it changed."""
-        changed = self.healthy[i] != healthy
-        self.healthy[i] = healthy
+        changed = slot.healthy != healthy
+        slot.healthy = healthy
         return changed
+
+    def _snapshot(self) -> tuple[list[float], list[bool]]:
+        return [s.load for s in self.slots], [s.available for s in self.slots]
 
 
 class DecodePool(Pool[W]):
@@ -48,33 +88,39 @@ class DecodePool(Pool[W]):
         super().__init__(workers, seed)
         self.how = how
 
-    def choose(self) -> int:
+    def choose(self) -> Slot[W]:
+        loads, available = self._snapshot()
         if self.how == "power_of_two":
-            return policy.power_of_two(self.load, self.rng, self.healthy)
+            return self.slots[policy.power_of_two(loads, self.rng, available)]
         if self.how == "round_robin":
-            return policy.round_robin(next(self.turn), len(self.workers), self.healthy)
-        return policy.least_load(self.load, self.healthy)
+            return self.slots[policy.round_robin(next(self.turn), len(loads), available)]
+        return self.slots[policy.least_load(loads, available)]
 
 
 class PrefillPool(Pool[W]):
     def __init__(self, workers: Sequence[W], how: PrefillPolicy = "cache_aware", seed: int | None = None):
         super().__init__(workers, seed)
         self.how = how
-        self.prefixes = PrefixIndex(len(self.workers))
+        self.prefixes = PrefixIndex()
 
-    def choose(self, prompt: Sequence[int]) -> int:
+    def choose(self, prompt: Sequence[int]) -> Slot[W]:
+        loads, available = self._snapshot()
         if self.how == "round_robin":
-            choice = policy.round_robin(next(self.turn), len(self.workers), self.healthy)
+            i = policy.round_robin(next(self.turn), len(loads), available)
         elif self.how == "least_load":
-            choice = policy.least_load(self.load, self.healthy)
+            i = policy.least_load(loads, available)
         else:
-            matched = self.prefixes.matched_tokens(prompt)
-            choice = policy.cache_aware(matched, len(prompt), self.load, healthy=self.healthy)
-        self.prefixes.record(choice, prompt)
-        return choice
+            matched = self.prefixes.matched_tokens(prompt, [s.url for s in self.slots])
+            i = policy.cache_aware(matched, len(prompt), loads, healthy=available)
+        self.prefixes.record(self.slots[i].url, prompt)
+        return self.slots[i]
 
-    def set_health(self, i: int, healthy: bool) -> bool:
-        changed = super().set_health(i, healthy)
+    def set_health(self, slot: Slot[W], healthy: bool) -> bool:
+        changed = super().set_health(slot, healthy)
         if changed and not healthy:
-            self.prefixes.forget(i)  # it comes back with an empty cache, if at all
+            self.prefixes.forget(slot.url)  # it comes back with an empty cache, if at all
         return changed
+
+    def remove(self, slot: Slot[W]) -> None:
+        super().remove(slot)
+        self.prefixes.forget(slot.url)

@@ -21,30 +21,32 @@ def prefix_keys(tokens: Sequence[int], block: int) -> list[int]:
 
 
 class PrefixIndex:
-    def __init__(self, workers: int, block: int = 16, capacity: int = 65536) -> None:
+    def __init__(self, block: int = 16, capacity: int = 65536) -> None:
         self.block = block
         self.capacity = capacity
-        self.seen: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(workers)]
+        self.seen: dict[str, OrderedDict[int, None]] = {}
 
-    def matched_tokens(self, tokens: Sequence[int]) -> list[int]:
-        """Per worker: how many leading tokens of this prompt it has seen, in whole blocks."""
+    def matched_tokens(self, tokens: Sequence[int], workers: Sequence[str]) -> list[int]:
+        """Per worker (in the order given): how many leading tokens of this prompt it has seen,
+        in whole blocks."""
         keys = prefix_keys(tokens, self.block)
         out = []
-        for seen in self.seen:
+        for worker in workers:
+            seen = self.seen.get(worker, {})
             n = 0
             while n < len(keys) and keys[n] in seen:
                 n += 1
             out.append(n * self.block)
         return out
 
-    def record(self, worker: int, tokens: Sequence[int]) -> None:
-        seen = self.seen[worker]
+    def record(self, worker: str, tokens: Sequence[int]) -> None:
+        seen = self.seen.setdefault(worker, OrderedDict())
         for key in prefix_keys(tokens, self.block):
             seen[key] = None
             seen.move_to_end(key)
         while len(seen) > self.capacity:
             seen.popitem(last=False)
 
-    def forget(self, worker: int) -> None:
+    def forget(self, worker: str) -> None:
         """A worker that restarted (or left) has an empty cache."""
-        self.seen[worker].clear()
+        self.seen.pop(worker, None)

@@ -45,22 +45,22 @@ def test_cache_aware_falls_back_to_least_load() -> None:
 
 
 def test_prefix_index_matches_whole_blocks_of_a_shared_prefix() -> None:
-    index = PrefixIndex(workers=2, block=4)
+    index = PrefixIndex(block=4)
     turn1 = list(range(10))
-    index.record(1, turn1)
+    index.record("b", turn1)
     turn2 = turn1 + [42, 43, 44, 45, 46]
-    assert index.matched_tokens(turn2) == [0, 8]
-    assert index.matched_tokens([99] + turn1) == [0, 0]  # a prefix, not a substring
-    index.forget(1)
-    assert index.matched_tokens(turn2) == [0, 0]
+    assert index.matched_tokens(turn2, ["a", "b"]) == [0, 8]
+    assert index.matched_tokens([99] + turn1, ["a", "b"]) == [0, 0]  # a prefix, not a substring
+    index.forget("b")
+    assert index.matched_tokens(turn2, ["a", "b"]) == [0, 0]
 
 
 def test_prefix_index_evicts_least_recent() -> None:
-    index = PrefixIndex(workers=1, block=2, capacity=2)
-    index.record(0, [1, 2, 3, 4])
-    index.record(0, [7, 8])
-    assert index.matched_tokens([1, 2, 3, 4]) == [0]  # its first block was evicted
-    assert index.matched_tokens([7, 8]) == [2]
+    index = PrefixIndex(block=2, capacity=2)
+    index.record("a", [1, 2, 3, 4])
+    index.record("a", [7, 8])
+    assert index.matched_tokens([1, 2, 3, 4], ["a"]) == [0]  # its first block was evicted
+    assert index.matched_tokens([7, 8], ["a"]) == [2]
 
 
 def test_prefill_pool_keeps_a_conversation_on_its_worker() -> None:
@@ -71,9 +71,9 @@ def test_prefill_pool_keeps_a_conversation_on_its_worker() -> None:
     first = pool.choose(convo)
     pool.place(first, len(convo))
     other = pool.choose(list(range(100, 140)))  # a different conversation goes elsewhere
-    assert other != first
+    assert other is not first
     pool.release(first, len(convo))
-    assert pool.choose(convo + list(range(500, 520))) == first  # next turn: same worker
+    assert pool.choose(convo + list(range(500, 520))) is first  # next turn: same worker
 
 
 def test_decode_pool_least_load_spreads_token_weight() -> None:
@@ -82,7 +82,23 @@ def test_decode_pool_least_load_spreads_token_weight() -> None:
     pool = DecodePool(["d0", "d1"])
     picks = []
     for weight in (100, 10, 10, 10):
-        i = pool.choose()
-        pool.place(i, weight)
-        picks.append(i)
-    assert picks == [0, 1, 1, 1] and pool.load == [100, 30]
+        slot = pool.choose()
+        pool.place(slot, weight)
+        picks.append(slot.worker)
+    assert picks == ["d0", "d1", "d1", "d1"] and [s.load for s in pool.slots] == [100, 30]
+
+
+def test_pool_membership_changes_keep_slots_of_requests_in_flight() -> None:
+    from router.pools import DecodePool
+
+    pool = DecodePool(["d0", "d1"])
+    held = pool.choose()
+    pool.place(held, 50)
+    pool.remove(pool.find("d1"))
+    pool.add("d2")
+    pool.release(held, 50)  # the slot it holds is still the right one
+    assert [(s.worker, s.load) for s in pool.slots] == [("d0", 0), ("d2", 0)]
+    pool.find("d0").draining = True
+    assert pool.choose().worker == "d2"
+    with pytest.raises(ValueError, match="already in the pool"):
+        pool.add("d2")
