@@ -14,6 +14,7 @@ from aiohttp import web
 
 from router import openai_format as of
 from router import protocol as p
+from router.admin import add_admin_routes
 from router.config import GatewayConfig
 from router.gateway import ApiError, Gateway
 
@@ -102,7 +103,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         return web.Response(text="ok")
 
     async def models(_: web.Request) -> web.Response:
-        cards = [p.ModelCard(id=name, created=gw.created) for name in sorted(config.tasks)]
+        cards = [p.ModelCard(id=name, created=gw.created) for name in sorted(gw.prefill)]
         return _json(p.ModelList(data=cards))
 
     async def chat(request: web.Request) -> web.Response:
@@ -153,4 +154,5 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/generate", native_generate)
+    add_admin_routes(app, gw)
     return app

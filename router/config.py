@@ -44,6 +44,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_prompt_tokens: int | None = None  # longer prompts get a 400 before any server sees them
     max_concurrency: int = 256  # requests in flight; past it a 429
     api_keys: list[str] = []  # if set, /v1/* and /generate need "Authorization: Bearer KEY"
+    admin_token: str | None = None  # enables /admin/* (join, drain, remove workers)
+    # hosts that workers may be registered on (no requests to arbitrary addresses via the admin API)
+    admin_allowed_hosts: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
     retries: int = 1  # another pair for a request whose server refused the connection
     health_interval_s: float = 5.0  # 0 turns the periodic worker health checks off
     health_timeout_s: float = 5.0

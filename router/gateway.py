@@ -47,11 +47,12 @@ class Gateway:
             name: PrefillPool(t.prefill, config.prefill_policy) for name, t in config.tasks.items()
         }
         # One shared decode pool (SUN); a task with its own decode servers (conventional) has its own.
-        shared = DecodePool(config.decode, config.decode_policy)
+        self.shared_decode = DecodePool(config.decode, config.decode_policy)
         self.decode = {
-            name: DecodePool(t.decode, config.decode_policy) if t.decode else shared
+            name: DecodePool(t.decode, config.decode_policy) if t.decode else self.shared_decode
             for name, t in config.tasks.items()
         }
+        self.model_paths = {name: t.model_path for name, t in config.tasks.items()}
         self.metrics = GatewayMetrics()
         self.in_flight = 0
         self.session: aiohttp.ClientSession | None = None
@@ -60,11 +61,10 @@ class Gateway:
     @property
     def pools(self) -> list[tuple[str, Pool]]:
         pools: list[tuple[str, Pool]] = [(f"prefill:{name}", pool) for name, pool in self.prefill.items()]
-        seen: set[int] = set()
-        for name, pool in self.decode.items():
-            if id(pool) not in seen:
-                seen.add(id(pool))
-                pools.append((f"decode:{name}" if self.config.tasks[name].decode else "decode", pool))
+        pools.append(("decode", self.shared_decode))
+        pools += [
+            (f"decode:{name}", pool) for name, pool in self.decode.items() if pool is not self.shared_decode
+        ]
         return pools
 
     async def startup(self, _app: web.Application) -> None:
@@ -89,10 +89,10 @@ class Gateway:
             await self.session.close()
 
     def task(self, model: str) -> str:
-        if model not in self.config.tasks:
+        if model not in self.prefill:
             raise ApiError(
                 404,
-                f"The model '{model}' does not exist; known: {', '.join(sorted(self.config.tasks))}",
+                f"The model '{model}' does not exist; known: {', '.join(sorted(self.prefill))}",
                 param="model",
                 code="model_not_found",
             )

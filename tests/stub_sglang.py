@@ -17,6 +17,7 @@ class StubState:
     role: str
     fail_with: int | None = None  # HTTP status to answer /generate with
     healthy: bool = True
+    info: dict[str, Any] = field(default_factory=dict)  # extra /server_info fields
     requests: list[dict[str, Any]] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     rooms_done: set[int] = field(default_factory=set)
@@ -53,7 +54,19 @@ def stub_app(state: StubState) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok", status=200 if state.healthy else 503)
 
+    async def server_info(_: web.Request) -> web.Response:
+        base = {
+            "disaggregation_mode": state.role,
+            "dtype": "float32",
+            "kv_cache_dtype": "auto",
+            "page_size": 1,
+            "disaggregation_transfer_backend": "mooncake",
+            "disaggregation_bootstrap_port": 9999,
+        }
+        return web.json_response({**base, **state.info})
+
     app = web.Application()
+    app.router.add_get("/server_info", server_info)
     app.router.add_post("/generate", generate)
     app.router.add_post("/abort_request", abort)
     app.router.add_get("/health", health)

@@ -23,7 +23,8 @@ CHAT = {"model": "math", "messages": [{"role": "user", "content": "2+2?"}], "max
 async def gateway(
     model_path: Path, max_body: int = 1 << 20, dead_decode: str | None = None, **options: object
 ) -> AsyncIterator[tuple]:
-    prefill, decode = StubState("prefill"), StubState("decode")
+    prefill = StubState("prefill", info={"model_path": str(model_path)})
+    decode = StubState("decode", info={"model_path": str(model_path)})
     decode.peer = prefill
     async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
         config = GatewayConfig(
@@ -284,5 +285,97 @@ def test_refused_decode_leaves_pool_and_request_is_retried(tiny_base: Path, stre
             assert prefill.aborted == [prefill.requests[0]["rid"]]  # the first prefill leg dropped
             async with client.get(f"{url}/metrics") as resp:
                 assert 'sun_pool_workers{pool="decode",state="healthy"} 1.0' in await resp.text()
+
+    run(body())
+
+
+ADMIN = {"Authorization": "Bearer adm1n"}
+
+
+def test_admin_api_needs_its_token_and_refuses_hosts_off_the_allow_list(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, _p, _d):
+            async with client.get(f"{url}/admin/workers", headers=ADMIN) as resp:
+                assert resp.status == 404  # disabled without admin_token
+        async with gateway(tiny_base, admin_token="adm1n", api_keys=["k"]) as (url, client, _p, _d):
+            async with client.get(f"{url}/admin/workers", headers={"Authorization": "Bearer k"}) as resp:
+                assert resp.status == 401  # an API key is not an admin token
+            join = {"task": "math", "url": "http://10.1.2.3:30001", "bootstrap_port": 9999}
+            async with client.post(f"{url}/admin/prefill", json=join, headers=ADMIN) as resp:
+                assert resp.status == 403
+                assert "not in admin_allowed_hosts" in (await resp.json())["error"]["message"]
+
+    run(body())
+
+
+@asynccontextmanager
+async def extra_prefill(model_path: Path, decode: StubState, **info: object) -> AsyncIterator[tuple]:
+    state = StubState("prefill", info={"model_path": str(model_path), **info})
+    decode.peer = state
+    async with TestServer(stub_app(state)) as srv:
+        yield str(srv.make_url("")).rstrip("/"), state
+
+
+def test_admin_joins_a_checked_prefill_server_and_a_new_task(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, admin_token="adm1n") as (url, client, _p, decode):
+            async with extra_prefill(tiny_base, decode) as (purl, new):
+                join = {"task": "code", "url": purl, "bootstrap_port": 9999}
+                async with client.post(f"{url}/admin/prefill", json=join, headers=ADMIN) as resp:
+                    assert resp.status == 200, await resp.text()
+                async with client.get(f"{url}/v1/models") as resp:
+                    assert [m["id"] for m in (await resp.json())["data"]] == ["code", "math"]
+                async with client.post(f"{url}/v1/chat/completions", json={**CHAT, "model": "code"}) as resp:
+                    assert resp.status == 200
+                assert len(new.requests) == 1
+                async with client.get(f"{url}/admin/workers", headers=ADMIN) as resp:
+                    workers = await resp.json()
+                assert [w["url"] for w in workers["prefill:code"]] == [purl]
+
+    run(body())
+
+
+def test_admin_refuses_prefill_servers_that_do_not_match(tiny_base: Path, smollm2: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, admin_token="adm1n") as (url, client, _p, decode):
+            async with extra_prefill(tiny_base, decode, page_size=16) as (purl, new):
+                join = {"task": "math", "url": purl, "bootstrap_port": 9999}
+                async with client.post(f"{url}/admin/prefill", json=join, headers=ADMIN) as resp:
+                    assert resp.status == 409
+                    assert "page_size: 16 (prefill) vs 1 (decode)" in (await resp.json())["error"]["message"]
+            async with extra_prefill(smollm2, decode) as (purl, new):
+                join = {"task": "big", "url": purl, "bootstrap_port": 9999}
+                async with client.post(f"{url}/admin/prefill", json=join, headers=ADMIN) as resp:
+                    assert resp.status == 409
+                    assert (
+                        "num_hidden_layers: 30 (prefill) vs 2 (decode)"
+                        in (await resp.json())["error"]["message"]
+                    )
+                assert not new.requests
+            async with client.get(f"{url}/v1/models") as resp:
+                assert [m["id"] for m in (await resp.json())["data"]] == ["math"]
+
+    run(body())
+
+
+def test_admin_drain_and_remove(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, admin_token="adm1n") as (url, client, prefill, decode):
+            async with extra_prefill(tiny_base, decode) as (purl, new):
+                join = {"task": "math", "url": purl, "bootstrap_port": 9999}
+                async with client.post(f"{url}/admin/prefill", json=join, headers=ADMIN) as resp:
+                    assert resp.status == 200, await resp.text()
+                workers = await (await client.get(f"{url}/admin/workers", headers=ADMIN)).json()
+                first = workers["prefill:math"][0]["url"]
+                async with client.post(f"{url}/admin/drain", json={"url": first}, headers=ADMIN) as resp:
+                    assert resp.status == 200
+                for _ in range(3):
+                    async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                        assert resp.status == 200
+                assert len(new.requests) == 3 and not prefill.requests  # the drained one got none
+                async with client.post(f"{url}/admin/remove", json={"url": first}, headers=ADMIN) as resp:
+                    assert resp.status == 200
+                workers = await (await client.get(f"{url}/admin/workers", headers=ADMIN)).json()
+                assert [w["url"] for w in workers["prefill:math"]] == [purl]
 
     run(body())

@@ -98,7 +98,14 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
             prefill=[PrefillWorker(url=s.url, bootstrap_port=s.bootstrap_port) for s in prefill],
             decode=own,
         )
-    gateway = GatewayConfig(tasks=routes, decode=shared, host=config.router.host, port=config.router.port)
+    gateway = GatewayConfig(
+        tasks=routes,
+        decode=shared,
+        host=config.router.host,
+        port=config.router.port,
+        api_keys=config.router.api_keys,
+        admin_token=config.router.admin_token,
+    )
     return ClusterPlan(servers=servers, gateway=gateway)
 
 

@@ -23,6 +23,8 @@ class DecodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
+    api_keys: list[str] = []  # if set, clients need "Authorization: Bearer KEY"
+    admin_token: str | None = None  # enables the admin API (/admin/*)
 
 
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
