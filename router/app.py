@@ -56,6 +56,15 @@ async def _sse_response(request: web.Request, events: AsyncIterator[bytes]) -> w
         await events.aclose()
 
 
+async def _with_done(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            yield event
+        yield b"data: [DONE]\n\n"
+    finally:
+        await events.aclose()
+
+
 def _include_usage(req: p.SamplingFields) -> bool:
     return req.stream_options is not None and req.stream_options.include_usage
 
@@ -142,6 +151,9 @@ def build_app(config: GatewayConfig) -> web.Application:
         req = await _decode_body(request, p.GenerateRequest)
         task = request["task"] = gw.task(req.model)
         params = {"stop_token_ids": gw.tokenizers[task].stop_token_ids, **req.sampling_params}
+        if req.stream:  # SGLang's own chunks, passed through
+            events = (of.sse(c) async for c in gw.stream(task, req.input_ids, params))
+            return await _sse_response(request, _with_done(events))
         return _json(await gw.run(task, req.input_ids, params))
 
     app = web.Application(middlewares=[errors, auth], client_max_size=config.max_body_bytes)

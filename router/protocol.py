@@ -44,6 +44,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     model: str
     input_ids: list[int]
     sampling_params: dict[str, Any] = {}
+    stream: bool = False
 
 
 class PromptTokensDetails(msgspec.Struct):

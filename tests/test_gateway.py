@@ -379,3 +379,21 @@ def test_admin_drain_and_remove(tiny_base: Path) -> None:
                 assert [w["url"] for w in workers["prefill:math"]] == [purl]
 
     run(body())
+
+
+def test_native_generate_streams_sglang_chunks(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, _p, _d):
+            req = {
+                "model": "math",
+                "input_ids": [1, 2, 3],
+                "sampling_params": {"max_new_tokens": 3},
+                "stream": True,
+            }
+            async with client.post(f"{url}/generate", json=req) as resp:
+                assert resp.status == 200
+                lines = [ln for ln in (await resp.text()).split("\n\n") if ln]
+            assert lines[-1] == "data: [DONE]" and len(lines) == 4
+            assert '"text":"AAA"' in lines[-2]
+
+    run(body())
