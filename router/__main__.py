@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 import uvloop
@@ -19,10 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     config = gateway_config.load(args.config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvloop.install()
+    app = build_app(config)
+    # The tokenizers (transformers) leave a large heap of long-lived objects; frozen, the cyclic
+    # GC stops walking them on every full collection (pauses of 100+ ms under load otherwise).
+    gc.collect()
+    gc.freeze()
     # handler_cancellation: a client that disconnects cancels its request, which aborts both legs.
-    web.run_app(
-        build_app(config), host=config.host, port=config.port, access_log=None, handler_cancellation=True
-    )
+    web.run_app(app, host=config.host, port=config.port, access_log=None, handler_cancellation=True)
 
 
 if __name__ == "__main__":
