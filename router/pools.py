@@ -105,14 +105,15 @@ class PrefillPool(Pool[W]):
 
     def choose(self, prompt: Sequence[int]) -> Slot[W]:
         loads, available = self._snapshot()
+        keys = self.prefixes.keys(prompt)
         if self.how == "round_robin":
             i = policy.round_robin(next(self.turn), len(loads), available)
         elif self.how == "least_load":
             i = policy.least_load(loads, available)
         else:
-            matched = self.prefixes.matched_tokens(prompt, [s.url for s in self.slots])
+            matched = self.prefixes.matched_tokens(keys, [s.url for s in self.slots])
             i = policy.cache_aware(matched, len(prompt), loads, healthy=available)
-        self.prefixes.record(self.slots[i].url, prompt)
+        self.prefixes.record(self.slots[i].url, keys)
         return self.slots[i]
 
     def set_health(self, slot: Slot[W], healthy: bool) -> bool:

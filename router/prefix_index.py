@@ -26,10 +26,13 @@ class PrefixIndex:
         self.capacity = capacity
         self.seen: dict[str, OrderedDict[int, None]] = {}
 
-    def matched_tokens(self, tokens: Sequence[int], workers: Sequence[str]) -> list[int]:
-        """Per worker (in the order given): how many leading tokens of this prompt it has seen,
-        in whole blocks."""
-        keys = prefix_keys(tokens, self.block)
+    def keys(self, tokens: Sequence[int]) -> list[int]:
+        """A prompt's prefix keys: computed once per request, used to match and to record."""
+        return prefix_keys(tokens, self.block)
+
+    def matched_tokens(self, keys: Sequence[int], workers: Sequence[str]) -> list[int]:
+        """Per worker (in the order given): how many leading tokens of the prompt with these
+        keys it has seen, in whole blocks."""
         out = []
         for worker in workers:
             seen = self.seen.get(worker, {})
@@ -39,9 +42,9 @@ class PrefixIndex:
             out.append(n * self.block)
         return out
 
-    def record(self, worker: str, tokens: Sequence[int]) -> None:
+    def record(self, worker: str, keys: Sequence[int]) -> None:
         seen = self.seen.setdefault(worker, OrderedDict())
-        for key in prefix_keys(tokens, self.block):
+        for key in keys:
             seen[key] = None
             seen.move_to_end(key)
         while len(seen) > self.capacity:

@@ -45,9 +45,13 @@ def post_status(url: str, body: dict, timeout: float = 300) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def get_json(url: str, timeout: float = 10) -> dict:
+def get_text(url: str, timeout: float = 10) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
+        return resp.read().decode()
+
+
+def get_json(url: str, timeout: float = 10) -> dict:
+    return json.loads(get_text(url, timeout))
 
 
 def start_cluster(tmp: Path, backend: str, decode_replicas: int = 1, mode: str = "sun") -> Cluster:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sun_sglang.launch.cluster import Cluster
-from tests.cluster_util import get_json, post_status, start_cluster
+from tests.cluster_util import get_json, get_text, post_status, start_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -88,12 +88,5 @@ def test_killed_decode_server_new_requests_go_to_the_other(cluster: Cluster) -> 
     _kill(cluster, "decode-0")
     results = [_chat(cluster, "chat", max_tokens=8) for _ in range(4)]
     assert [r[0] for r in results] == [200] * 4, results
-    metrics = _text(f"{cluster.gateway_url}/metrics")
+    metrics = get_text(f"{cluster.gateway_url}/metrics")
     assert 'sun_pool_workers{pool="decode",state="healthy"} 1.0' in metrics
-
-
-def _text(url: str) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read().decode()

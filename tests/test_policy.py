@@ -47,20 +47,20 @@ def test_cache_aware_falls_back_to_least_load() -> None:
 def test_prefix_index_matches_whole_blocks_of_a_shared_prefix() -> None:
     index = PrefixIndex(block=4)
     turn1 = list(range(10))
-    index.record("b", turn1)
+    index.record("b", index.keys(turn1))
     turn2 = turn1 + [42, 43, 44, 45, 46]
-    assert index.matched_tokens(turn2, ["a", "b"]) == [0, 8]
-    assert index.matched_tokens([99] + turn1, ["a", "b"]) == [0, 0]  # a prefix, not a substring
+    assert index.matched_tokens(index.keys(turn2), ["a", "b"]) == [0, 8]
+    assert index.matched_tokens(index.keys([99] + turn1), ["a", "b"]) == [0, 0]  # a prefix, not a substring
     index.forget("b")
-    assert index.matched_tokens(turn2, ["a", "b"]) == [0, 0]
+    assert index.matched_tokens(index.keys(turn2), ["a", "b"]) == [0, 0]
 
 
 def test_prefix_index_evicts_least_recent() -> None:
     index = PrefixIndex(block=2, capacity=2)
-    index.record("a", [1, 2, 3, 4])
-    index.record("a", [7, 8])
-    assert index.matched_tokens([1, 2, 3, 4], ["a"]) == [0]  # its first block was evicted
-    assert index.matched_tokens([7, 8], ["a"]) == [2]
+    index.record("a", index.keys([1, 2, 3, 4]))
+    index.record("a", index.keys([7, 8]))
+    assert index.matched_tokens(index.keys([1, 2, 3, 4]), ["a"]) == [0]  # its first block was evicted
+    assert index.matched_tokens(index.keys([7, 8]), ["a"]) == [2]
 
 
 def test_prefill_pool_keeps_a_conversation_on_its_worker() -> None:

@@ -73,8 +73,9 @@ def run_role(args: argparse.Namespace, extra: list[str]) -> int:
     except (compat.IncompatibleCheckpoint, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(" ".join(spec.argv()), file=sys.stderr)
-    os.execve(spec.argv()[0], spec.argv(), spec.env())  # the role *is* the SGLang server
+    argv = spec.argv()
+    print(" ".join(argv), file=sys.stderr)
+    os.execve(argv[0], argv, spec.env())  # the role *is* the SGLang server
 
 
 def run_cluster(args: argparse.Namespace) -> int:
