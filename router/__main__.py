@@ -26,7 +26,16 @@ def main(argv: list[str] | None = None) -> None:
     gc.collect()
     gc.freeze()
     # handler_cancellation: a client that disconnects cancels its request, which aborts both legs.
-    web.run_app(app, host=config.host, port=config.port, access_log=None, handler_cancellation=True)
+    # SIGTERM: stop listening, let requests in flight finish (up to shutdown_timeout_s), then
+    # cancel the rest (aborting their legs) and exit 0.
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=config.shutdown_timeout_s,
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from router import protocol as p
 from router.admin import add_admin_routes
 from router.config import GatewayConfig
 from router.gateway import ApiError, Gateway
+from router.trace import Trace, request_id
 
 log = logging.getLogger("router")
 
@@ -43,13 +44,19 @@ async def _sse_response(request: web.Request, events: AsyncIterator[bytes]) -> w
     error event. Closing `events` (client gone, error) aborts both legs upstream."""
     try:
         first = await events.__anext__()
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        headers = {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Request-Id": request[TRACE].request_id,
+        }
+        resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         await resp.write(first)
         try:
             async for event in events:
                 await resp.write(event)
         except ApiError as err:
+            request[TRACE].error = str(err)
             await resp.write(of.sse(p.ErrorBody(p.ErrorDetail(str(err), err.kind))))
         return resp
     finally:
@@ -70,6 +77,7 @@ def _include_usage(req: p.SamplingFields) -> bool:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+TRACE = web.RequestKey("trace", Trace)
 _COUNTED = {"/v1/chat/completions", "/v1/completions", "/generate", "/v1/models"}
 
 
@@ -77,13 +85,26 @@ def build_app(config: GatewayConfig) -> web.Application:
     gw = Gateway(config)
     keys = [k.encode() for k in config.api_keys]
 
+    def check_key(request: web.Request) -> None:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not any(hmac.compare_digest(given.encode(), key) for key in keys):
+            raise ApiError(401, "invalid or missing API key", "invalid_request_error", code="invalid_api_key")
+
     @web.middleware
-    async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def api(request: web.Request, handler: Any) -> web.StreamResponse:
+        """API keys, OpenAI-style errors, the request's trace, metrics and access log: one layer."""
+        counted = request.path in _COUNTED
+        if counted:
+            trace = request[TRACE] = Trace(request_id(request.headers.get("X-Request-Id")), request.path)
         try:
+            if keys and counted:
+                check_key(request)
             resp = await handler(request)
         except ApiError as err:
             body = p.ErrorBody(p.ErrorDetail(str(err), err.kind, err.param, err.code))
             resp = _json(body, err.status)
+            if counted:
+                trace.error = str(err)
         except web.HTTPRequestEntityTooLarge:
             resp = _json(p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error")), 413)
         except web.HTTPException:
@@ -91,19 +112,13 @@ def build_app(config: GatewayConfig) -> web.Application:
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             resp = _json(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
-        if request.path in _COUNTED:
-            gw.metrics.requests.labels(request.get("task", "-"), request.path, str(resp.status)).inc()
+        if counted:
+            gw.metrics.requests.labels(trace.task or "-", request.path, str(resp.status)).inc()
+            if not resp.prepared:
+                resp.headers["X-Request-Id"] = trace.request_id
+            if gw.access_log:
+                gw.access_log.write(trace, resp.status)
         return resp
-
-    @web.middleware
-    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
-        if keys and request.path in _COUNTED:
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not any(hmac.compare_digest(given.encode(), key) for key in keys):
-                raise ApiError(
-                    401, "invalid or missing API key", "invalid_request_error", code="invalid_api_key"
-                )
-        return await handler(request)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=gw.metrics.render(gw.pools), content_type="text/plain")
@@ -117,15 +132,16 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     async def chat(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.ChatRequest)
-        task = request["task"] = gw.task(req.model)
+        trace = request[TRACE]
+        task = trace.task = gw.task(req.model)
         if not req.messages:
             raise ApiError(400, "messages must not be empty", param="messages")
         ids = gw.tokenizers[task].chat_ids([{"role": m.role, "content": m.content} for m in req.messages])
         params = gw.sampling_params(task, req)
         if req.stream:
-            events = of.chat_events(gw.stream(task, ids, params), task, _include_usage(req))
+            events = of.chat_events(gw.stream(task, ids, params, trace), task, _include_usage(req))
             return await _sse_response(request, events)
-        out = await gw.run(task, ids, params)
+        out = await gw.run(task, ids, params, trace)
         meta = out["meta_info"]
         choice = p.ChatChoice(0, p.ChatChoiceMessage("assistant", out["text"]), of.finish_reason(meta))
         return _json(
@@ -134,13 +150,14 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     async def completions(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.CompletionRequest)
-        task = request["task"] = gw.task(req.model)
+        trace = request[TRACE]
+        task = trace.task = gw.task(req.model)
         ids = req.prompt if isinstance(req.prompt, list) else gw.tokenizers[task].text_ids(req.prompt)
         params = gw.sampling_params(task, req)
         if req.stream:
-            events = of.completion_events(gw.stream(task, ids, params), task, _include_usage(req))
+            events = of.completion_events(gw.stream(task, ids, params, trace), task, _include_usage(req))
             return await _sse_response(request, events)
-        out = await gw.run(task, ids, params)
+        out = await gw.run(task, ids, params, trace)
         meta = out["meta_info"]
         choice = p.CompletionChoice(0, out["text"], of.finish_reason(meta))
         return _json(
@@ -149,14 +166,15 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     async def native_generate(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.GenerateRequest)
-        task = request["task"] = gw.task(req.model)
+        trace = request[TRACE]
+        task = trace.task = gw.task(req.model)
         params = {"stop_token_ids": gw.tokenizers[task].stop_token_ids, **req.sampling_params}
         if req.stream:  # SGLang's own chunks, passed through
-            events = (of.sse(c) async for c in gw.stream(task, req.input_ids, params))
+            events = (of.sse(c) async for c in gw.stream(task, req.input_ids, params, trace))
             return await _sse_response(request, _with_done(events))
-        return _json(await gw.run(task, req.input_ids, params))
+        return _json(await gw.run(task, req.input_ids, params, trace))
 
-    app = web.Application(middlewares=[errors, auth], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[api], client_max_size=config.max_body_bytes)
     app[GATEWAY] = gw
     app.on_startup.append(gw.startup)
     app.on_cleanup.append(gw.cleanup)

@@ -27,9 +27,15 @@ class TaskRoute(msgspec.Struct, frozen=True):
     decode: list[str] | None = None  # the task's own decode pool (conventional mode); else shared
 
 
-class Timeouts(msgspec.Struct, frozen=True):
-    connect_s: float = 5.0
-    request_s: float = 600.0
+class Timeouts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    connect_s: float = 5.0  # TCP connect to a worker
+    first_token_s: float = 120.0  # streamed: request sent -> first token
+    between_tokens_s: float = 30.0  # streamed: longest gap between tokens
+    request_s: float = 600.0  # any request, whole; a JSON answer also gets
+    # first_token_s + max_new_tokens * between_tokens_s at most
+
+    def answer_s(self, max_new_tokens: int) -> float:
+        return min(self.request_s, self.first_token_s + max_new_tokens * self.between_tokens_s)
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -50,6 +56,10 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retries: int = 1  # another pair for a request whose server refused the connection
     health_interval_s: float = 5.0  # 0 turns the periodic worker health checks off
     health_timeout_s: float = 5.0
+    load_interval_s: float = 1.0  # poll decode servers' /v1/loads (0: only the gateway's own count)
+    shutdown_timeout_s: float = 30.0  # on SIGTERM: requests in flight get this long to finish
+    access_log: str | None = "-"  # one JSON line per request: "-" stderr, a file path, or null (off)
+    access_log_flush_s: float = 0.2
 
     def __post_init__(self) -> None:
         for name, task in self.tasks.items():

@@ -16,9 +16,10 @@ from router import health
 from router import protocol as p
 from router.config import GatewayConfig
 from router.metrics import GatewayMetrics
-from router.pd import UpstreamError, generate, generate_stream
+from router.pd import LegTimeouts, UpstreamError, generate, generate_stream, pd_body
 from router.pools import DecodePool, Pool, PrefillPool
 from router.tokenizer import TaskTokenizer
+from router.trace import AccessLog, Trace
 
 log = logging.getLogger("router")
 
@@ -55,8 +56,9 @@ class Gateway:
         self.model_paths = {name: t.model_path for name, t in config.tasks.items()}
         self.metrics = GatewayMetrics()
         self.in_flight = 0
+        self.access_log: AccessLog | None = None
         self.session: aiohttp.ClientSession | None = None
-        self._monitor: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
 
     @property
     def pools(self) -> list[tuple[str, Pool]]:
@@ -67,26 +69,40 @@ class Gateway:
         ]
         return pools
 
+    def decode_pools(self) -> list[DecodePool]:
+        return [
+            self.shared_decode,
+            *{id(p): p for p in self.decode.values() if p is not self.shared_decode}.values(),
+        ]
+
     async def startup(self, _app: web.Application) -> None:
-        timeout = aiohttp.ClientTimeout(
-            total=self.config.timeouts.request_s, connect=self.config.timeouts.connect_s
+        t = self.config.timeouts
+        # The PD legs time themselves (pd.LegTimeouts); no cookies, no decompression: less per request.
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=t.request_s, connect=t.connect_s),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
         )
-        self.session = aiohttp.ClientSession(timeout=timeout)
-        if self.config.health_interval_s > 0:
-            self._monitor = asyncio.create_task(
-                health.monitor(
-                    self.session,
-                    lambda: self.pools,
-                    self.config.health_interval_s,
-                    self.config.health_timeout_s,
-                )
+        if self.config.access_log:
+            self.access_log = AccessLog(self.config.access_log, self.config.access_log_flush_s)
+            await self.access_log.start()
+        c = self.config
+        if c.health_interval_s > 0:
+            monitor = health.monitor(
+                self.session, lambda: self.pools, c.health_interval_s, c.health_timeout_s
             )
+            self._background.append(asyncio.create_task(monitor))
+        if c.load_interval_s > 0:
+            poll = health.poll_loads(self.session, self.decode_pools, c.load_interval_s, c.health_timeout_s)
+            self._background.append(asyncio.create_task(poll))
 
     async def cleanup(self, _app: web.Application) -> None:
-        if self._monitor:
-            self._monitor.cancel()
+        for task in self._background:
+            task.cancel()
         if self.session:
             await self.session.close()
+        if self.access_log:
+            await self.access_log.close()
 
     def task(self, model: str) -> str:
         if model not in self.prefill:
@@ -117,8 +133,15 @@ class Gateway:
             params["sampling_seed"] = req.seed
         return params
 
+    def leg_timeouts(self, params: dict[str, Any]) -> LegTimeouts:
+        t = self.config.timeouts
+        answer_s = t.answer_s(params.get("max_new_tokens", 128))
+        return LegTimeouts(t.first_token_s, t.between_tokens_s, answer_s)
+
     @asynccontextmanager
-    async def pair(self, task: str, input_ids: list[int], params: dict[str, Any]) -> AsyncIterator[tuple]:
+    async def pair(
+        self, task: str, input_ids: list[int], params: dict[str, Any], trace: Trace
+    ) -> AsyncIterator[tuple]:
         """Choose a prefill and a decode server for this request and account its load on them
         while it runs; upstream failures become 502 ApiErrors."""
         if not input_ids:
@@ -139,6 +162,7 @@ class Gateway:
             decode = decode_pool.choose()
         except LookupError as err:
             raise ApiError(503, "no healthy decode server", kind="unavailable") from err
+        trace.prefill, trace.decode = prefill.url, decode.url
         weight = len(input_ids) + params.get("max_new_tokens", 128)
         prefill_pool.place(prefill, len(input_ids))
         decode_pool.place(decode, weight)
@@ -149,7 +173,7 @@ class Gateway:
         except UpstreamError as err:
             if err.unreachable:
                 self._mark_unreachable(err.unreachable)
-            status = 502 if err.status >= 500 else err.status
+            status = 504 if err.status == 504 else 502 if err.status >= 500 else err.status
             raise ApiError(status, str(err), kind="upstream_error", retry=bool(err.unreachable)) from err
         finally:
             prefill_pool.release(prefill, len(input_ids))
@@ -165,32 +189,43 @@ class Gateway:
             if slot is not None and pool.set_health(slot, False):
                 log.warning("%s worker %s refused a connection: out of the pool", name, url)
 
-    async def run(self, task: str, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
+    async def run(
+        self, task: str, input_ids: list[int], params: dict[str, Any], trace: Trace
+    ) -> dict[str, Any]:
         assert self.session is not None
-        start = time.monotonic()
+        start, timeouts = time.monotonic(), self.leg_timeouts(params)
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(task, input_ids, params) as (prefill, decode):
-                    out = await generate(self.session, prefill, decode, input_ids, params)
+                async with self.pair(task, input_ids, params, trace) as (prefill, decode):
+                    rid = trace.sglang_rid()
+                    body = pd_body(prefill, rid, input_ids, params)
+                    out = await generate(self.session, prefill, decode, body, rid, timeouts)
                 break
             except ApiError as err:
                 if not err.retry or attempt == self.config.retries:
                     raise
-        self.metrics.observe_done(task, out.get("meta_info", {}), time.monotonic() - start)
+        meta = out.get("meta_info", {})
+        trace.record_meta(meta)
+        self.metrics.observe_done(task, meta, time.monotonic() - start)
         return out
 
     async def stream(
-        self, task: str, input_ids: list[int], params: dict[str, Any]
+        self, task: str, input_ids: list[int], params: dict[str, Any], trace: Trace
     ) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
         start, first_at, meta = time.monotonic(), None, {}
+        timeouts, trace.stream = self.leg_timeouts(params), True
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(task, input_ids, params) as (prefill, decode):
-                    chunks = generate_stream(self.session, prefill, decode, input_ids, params)
+                async with self.pair(task, input_ids, params, trace) as (prefill, decode):
+                    rid = trace.sglang_rid()
+                    body = pd_body(prefill, rid, input_ids, params)
+                    chunks = generate_stream(self.session, prefill, decode, body, rid, timeouts)
                     try:
                         async for chunk in chunks:
-                            first_at = first_at or time.monotonic()
+                            if first_at is None:
+                                first_at = time.monotonic()
+                                trace.ttft_ms = round((first_at - start) * 1e3, 3)
                             meta = chunk.get("meta_info", meta)
                             yield chunk
                     finally:
@@ -200,5 +235,6 @@ class Gateway:
                 # Retry only while the client has seen nothing.
                 if not err.retry or first_at is not None or attempt == self.config.retries:
                     raise
+        trace.record_meta(meta)
         ttft = None if first_at is None else first_at - start
         self.metrics.observe_done(task, meta, time.monotonic() - start, ttft)

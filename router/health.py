@@ -41,6 +41,33 @@ async def check_once(
             )
 
 
+async def server_tokens(session: aiohttp.ClientSession, url: str, timeout_s: float) -> float | None:
+    """Tokens an SGLang server holds or has queued (all DP ranks), from /v1/loads; None if unknown."""
+    try:
+        async with session.get(
+            f"{url}/v1/loads?include=core", timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as resp:
+            if resp.status != 200:
+                return None
+            loads = (await resp.json(content_type=None))["loads"]
+            return float(sum(rank["num_total_tokens"] for rank in loads))
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+        return None
+
+
+async def poll_loads(
+    session: aiohttp.ClientSession, pools: Callable[[], Iterable[Pool]], interval_s: float, timeout_s: float
+) -> None:
+    """Reconcile the decode pools' load with what their servers report, forever."""
+    while True:
+        targets = [(pool, slot) for pool in pools() for slot in list(pool.slots)]
+        reported = await asyncio.gather(*(server_tokens(session, slot.url, timeout_s) for _, slot in targets))
+        for (pool, slot), tokens in zip(targets, reported):
+            if tokens is not None:
+                pool.report(slot, tokens)
+        await asyncio.sleep(interval_s)
+
+
 async def monitor(
     session: aiohttp.ClientSession,
     pools: Callable[[], Iterable[tuple[str, Pool]]],

@@ -50,27 +50,44 @@ class GatewayMetrics:
         self.worker_load = Gauge(
             "sun_worker_load_tokens", "Token-weighted load per worker", ["pool", "worker"], registry=r
         )
+        self.worker_external = Gauge(
+            "sun_worker_external_tokens",
+            "Tokens a worker reported (/v1/loads) beyond the gateway's own count",
+            ["pool", "worker"],
+            registry=r,
+        )
         self.pool_workers = Gauge("sun_pool_workers", "Workers per pool", ["pool", "state"], registry=r)
+        self._per_task: dict[str, tuple] = {}
 
     def observe_done(self, task: str, meta: dict, latency_s: float, ttft_s: float | None = None) -> None:
-        self.latency.labels(task).observe(latency_s)
+        m = self._per_task.get(task) or self._children(task)
+        m[0].observe(latency_s)
         completion = meta.get("completion_tokens", 0)
-        self.prompt_tokens.labels(task).inc(meta.get("prompt_tokens", 0))
-        self.cached_tokens.labels(task).inc(meta.get("cached_tokens", 0))
-        self.output_tokens.labels(task).inc(completion)
+        m[1].inc(meta.get("prompt_tokens", 0))
+        m[2].inc(meta.get("cached_tokens", 0))
+        m[3].inc(completion)
         if ttft_s is not None:
-            self.ttft.labels(task).observe(ttft_s)
+            m[4].observe(ttft_s)
             if completion > 1:
-                self.tpot.labels(task).observe((latency_s - ttft_s) / (completion - 1))
+                m[5].observe((latency_s - ttft_s) / (completion - 1))
+
+    def _children(self, task: str) -> tuple:
+        """Labelled children looked up once per task (labels() costs a lock and a dict walk)."""
+        metrics = (self.latency, self.prompt_tokens, self.cached_tokens, self.output_tokens)
+        metrics += (self.ttft, self.tpot)
+        self._per_task[task] = tuple(metric.labels(task) for metric in metrics)
+        return self._per_task[task]
 
     def render(self, pools: list[tuple[str, Pool]]) -> bytes:
         """Refresh the pool gauges from the live pools, then the exposition text."""
         self.worker_in_flight.clear()
         self.worker_load.clear()
+        self.worker_external.clear()
         for name, pool in pools:
             for slot in pool.slots:
                 self.worker_in_flight.labels(name, slot.url).set(slot.requests)
                 self.worker_load.labels(name, slot.url).set(slot.load)
+                self.worker_external.labels(name, slot.url).set(slot.external)
             for state, count in (
                 ("healthy", sum(s.healthy and not s.draining for s in pool.slots)),
                 ("unhealthy", sum(not s.healthy for s in pool.slots)),

@@ -1,20 +1,23 @@
 """SGLang's PD protocol: the same /generate body to one prefill and one decode server at once,
 tied together by bootstrap host, port and a random room; the client gets the decode's answer.
-If either leg fails, the other is aborted by `rid` at once: a decode server would otherwise hold
-the request until its bootstrap timeout (300 s)."""
+If either leg fails or times out, the other is aborted by `rid` at once: a decode server would
+otherwise hold the request until its bootstrap timeout (300 s)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
+import msgspec
 
 from router.config import PrefillWorker
+
+T = TypeVar("T")
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class UpstreamError(Exception):
@@ -28,43 +31,58 @@ class UpstreamError(Exception):
         self.unreachable = unreachable
 
 
-def pd_body(prefill: PrefillWorker, input_ids: list[int], params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "input_ids": input_ids,
-        "sampling_params": params,
-        "rid": uuid.uuid4().hex,
-        "bootstrap_host": prefill.bootstrap_host,
-        "bootstrap_port": prefill.bootstrap_port,
-        "bootstrap_room": random.getrandbits(63),
-    }
+@dataclass(frozen=True)
+class LegTimeouts:
+    first_token_s: float  # streamed: request sent -> first chunk
+    between_tokens_s: float  # streamed: the longest wait for the next chunk
+    answer_s: float  # not streamed: request sent -> the whole answer
+
+
+def pd_body(prefill: PrefillWorker, rid: str, input_ids: list[int], params: dict[str, Any]) -> bytes:
+    """The one body both legs get, encoded once."""
+    return msgspec.json.encode(
+        {
+            "input_ids": input_ids,
+            "sampling_params": params,
+            "rid": rid,
+            "bootstrap_host": prefill.bootstrap_host,
+            "bootstrap_port": prefill.bootstrap_port,
+            "bootstrap_room": random.getrandbits(63),
+        }
+    )
+
+
+def _streamed(body: bytes) -> bytes:
+    # An encoded JSON object ends with "}": the decode leg's streaming body without a re-encode.
+    return body[:-1] + b',"stream":true}'
 
 
 async def _raise_for_status(url: str, resp: aiohttp.ClientResponse) -> None:
     if resp.status == 200:
         return
-    text = await resp.text()
+    text = await resp.text(errors="replace")
     try:
-        message = json.loads(text).get("error", {}).get("message") or text
-    except (ValueError, AttributeError):
+        message = msgspec.json.decode(text).get("error", {}).get("message") or text
+    except (msgspec.DecodeError, AttributeError):
         message = text
-    raise UpstreamError(f"{url}: HTTP {resp.status}: {message[:500]}", resp.status)
+    raise UpstreamError(f"{url}: HTTP {resp.status}: {str(message)[:500]}", resp.status)
 
 
 def _server(url: str) -> str:
     return url.rsplit("/", 1)[0]
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> aiohttp.ClientResponse:
     try:
-        return await session.post(url, json=body)
+        return await session.post(url, data=body, headers=_JSON_HEADERS)
     except aiohttp.ClientConnectorError as err:
         raise UpstreamError(f"{_server(url)} refused the connection: {err}", 502, _server(url)) from err
 
 
-async def _post_json(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _post_read(session: aiohttp.ClientSession, url: str, body: bytes) -> bytes:
     async with await _post(session, url, body) as resp:
         await _raise_for_status(url, resp)
-        return await resp.json(content_type=None)
+        return await resp.read()
 
 
 async def abort(session: aiohttp.ClientSession, server_url: str, rid: str) -> None:
@@ -88,67 +106,95 @@ async def _abort_pending(
             await abort(session, url, rid)
 
 
-def _as_upstream(err: BaseException) -> BaseException:
-    if isinstance(err, (aiohttp.ClientError, asyncio.TimeoutError)):
-        return UpstreamError(f"server unreachable or timed out: {err!r}")
-    return err
+def _reraise_as_upstream(err: BaseException, what: str) -> NoReturn:
+    if isinstance(err, TimeoutError):
+        raise UpstreamError(f"timed out waiting for {what}", 504) from err
+    if isinstance(err, aiohttp.ClientError):
+        raise UpstreamError(f"server unreachable: {err!r}") from err
+    raise err
+
+
+async def _unless_failed(awaitable: Awaitable[T], prefill_leg: asyncio.Task) -> T:
+    """Await the decode side in this task, unless the prefill leg fails first: then raise its
+    error at once (the decode server would wait for the KV until its bootstrap timeout)."""
+    if prefill_leg.done():
+        if prefill_leg.exception() is not None:
+            getattr(awaitable, "close", lambda: None)()
+            prefill_leg.result()
+        return await awaitable
+    # Trick: no extra task per await. A failing prefill leg cancels this task; the cancellation
+    # is then taken back (uncancel) and turned into the prefill's error.
+    me = asyncio.current_task()
+    assert me is not None
+    failed = False
+
+    def on_prefill_done(leg: asyncio.Task) -> None:
+        nonlocal failed
+        if not leg.cancelled() and leg.exception() is not None:
+            failed = True
+            me.cancel()
+
+    prefill_leg.add_done_callback(on_prefill_done)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if not failed:
+            raise
+        me.uncancel()
+        prefill_leg.result()
+        raise
+    finally:
+        prefill_leg.remove_done_callback(on_prefill_done)
 
 
 async def generate(
     session: aiohttp.ClientSession,
     prefill: PrefillWorker,
     decode_url: str,
-    input_ids: list[int],
-    params: dict[str, Any],
+    body: bytes,
+    rid: str,
+    timeouts: LegTimeouts,
 ) -> dict[str, Any]:
     """One disaggregated request; the decode server's JSON answer."""
-    body = pd_body(prefill, input_ids, params)
-    prefill_leg = asyncio.create_task(_post_json(session, f"{prefill.url}/generate", body))
-    decode_leg = asyncio.create_task(_post_json(session, f"{decode_url}/generate", body))
+    prefill_leg = asyncio.create_task(_post_read(session, f"{prefill.url}/generate", body))
+    decode_done = False
     try:
-        done, _ = await asyncio.wait({prefill_leg, decode_leg}, return_when=asyncio.FIRST_EXCEPTION)
-        for leg in done:
-            leg.result()  # raises the first failure
-        return await decode_leg
+        async with asyncio.timeout(timeouts.answer_s):
+            answer = await _unless_failed(_post_read(session, f"{decode_url}/generate", body), prefill_leg)
+            decode_done = True
+            await prefill_leg
+        return msgspec.json.decode(answer)
     except BaseException as err:
-        await _abort_pending(session, [(prefill_leg, prefill.url), (decode_leg, decode_url)], body["rid"])
-        raise _as_upstream(err) from err
-
-
-async def _unless_failed(awaitable: Any, prefill_leg: asyncio.Task) -> Any:
-    """Await the decode side, unless the prefill leg fails first: then raise its error at once
-    (the decode server would wait for the KV until its bootstrap timeout)."""
-    pending = asyncio.ensure_future(awaitable)
-    if not prefill_leg.done():
-        await asyncio.wait({pending, prefill_leg}, return_when=asyncio.FIRST_COMPLETED)
-    if prefill_leg.done() and not prefill_leg.cancelled() and prefill_leg.exception() is not None:
-        pending.cancel()
-        prefill_leg.result()
-    return await pending
+        legs = [(prefill_leg, prefill.url)] + ([] if decode_done else [(None, decode_url)])
+        await _abort_pending(session, legs, rid)
+        _reraise_as_upstream(err, "the answer")
 
 
 async def generate_stream(
     session: aiohttp.ClientSession,
     prefill: PrefillWorker,
     decode_url: str,
-    input_ids: list[int],
-    params: dict[str, Any],
+    body: bytes,
+    rid: str,
+    timeouts: LegTimeouts,
 ) -> AsyncIterator[dict[str, Any]]:
     """One disaggregated request, streamed: yields the decode server's chunks (cumulative text and
     output ids, meta_info). Closing the iterator early (client gone) aborts both legs."""
-    body = pd_body(prefill, input_ids, params)
-    prefill_leg = asyncio.create_task(_post_json(session, f"{prefill.url}/generate", body))
+    prefill_leg = asyncio.create_task(_post_read(session, f"{prefill.url}/generate", body))
     finished = False
     resp: aiohttp.ClientResponse | None = None
+    budget, what = timeouts.first_token_s, "the first token"
     try:
-        resp = await _unless_failed(
-            _post(session, f"{decode_url}/generate", {**body, "stream": True}), prefill_leg
-        )
-        await _raise_for_status(decode_url, resp)
+        async with asyncio.timeout(budget):
+            decode_leg = _post(session, f"{decode_url}/generate", _streamed(body))
+            resp = await _unless_failed(decode_leg, prefill_leg)
+            await _raise_for_status(decode_url, resp)
         lines = resp.content.__aiter__()
         while True:
             try:
-                line = await _unless_failed(lines.__anext__(), prefill_leg)
+                # Only the wait upstream is timed, never the write to a slow client.
+                async with asyncio.timeout(budget):
+                    line = await _unless_failed(lines.__anext__(), prefill_leg)
             except StopAsyncIteration:
                 break
             if not line.startswith(b"data: "):
@@ -156,16 +202,17 @@ async def generate_stream(
             payload = line[6:].strip()
             if payload == b"[DONE]":
                 break
-            chunk = json.loads(payload)
+            chunk = msgspec.json.decode(payload)
             if "error" in chunk:
                 raise UpstreamError(f"{decode_url}: {chunk['error'].get('message', chunk['error'])}")
+            budget, what = timeouts.between_tokens_s, "the next token"
             yield chunk
         await prefill_leg
         finished = True
     except BaseException as err:
-        raise _as_upstream(err) from err
+        _reraise_as_upstream(err, what)
     finally:
         if resp is not None:
             resp.release()
         if not finished:
-            await _abort_pending(session, [(prefill_leg, prefill.url), (None, decode_url)], body["rid"])
+            await _abort_pending(session, [(prefill_leg, prefill.url), (None, decode_url)], rid)

@@ -1,7 +1,9 @@
 """Worker pools with the load the gateway has placed on each, and the choice of a worker.
 
 Load is token-weighted: each request in flight counts its prompt plus its maximum new tokens,
-which is what it can occupy in a server's KV cache. Each worker's state lives in its Slot, so
+which is what it can occupy in a server's KV cache. It is reconciled with what the server itself
+reports (SGLang's /v1/loads): tokens it holds beyond the gateway's count (another gateway's
+requests, leftovers) are added as `external` load. Each worker's state lives in its Slot, so
 requests in flight keep their slot while workers are added or removed at run time.
 """
 
@@ -28,7 +30,8 @@ def worker_url(worker: object) -> str:
 @dataclass(eq=False)
 class Slot(Generic[W]):
     worker: W
-    load: float = 0.0
+    load: float = 0.0  # tokens the gateway placed here, in flight
+    external: float = 0.0  # tokens the server reported beyond `load` at its last poll
     requests: int = 0
     healthy: bool = True
     draining: bool = False  # takes no new requests; its requests in flight finish
@@ -79,8 +82,19 @@ class Pool(Generic[W]):
         slot.healthy = healthy
         return changed
 
+    def report(self, slot: Slot[W], server_tokens: float) -> None:
+        """Reconcile with the server's own count of the tokens it holds."""
+        slot.external = reconcile(slot.load, server_tokens)
+
     def _snapshot(self) -> tuple[list[float], list[bool]]:
-        return [s.load for s in self.slots], [s.available for s in self.slots]
+        return [s.load + s.external for s in self.slots], [s.available for s in self.slots]
+
+
+def reconcile(placed: float, server_tokens: float) -> float:
+    """Load a server carries that the gateway did not place. The gateway's own count is an upper
+    bound for its requests (prompt + max new tokens), so a server holding more than that has work
+    from elsewhere; a server holding less is simply not done growing its requests."""
+    return max(0.0, server_tokens - placed)
 
 
 class DecodePool(Pool[W]):

@@ -22,6 +22,9 @@ class StubState:
     aborted: list[str] = field(default_factory=list)
     rooms_done: set[int] = field(default_factory=set)
     peer: StubState | None = None
+    delay_s: float = 0.0  # decode: wait this long before the first token
+    stall_after: int | None = None  # decode, streamed: stop sending after this many chunks
+    reported_tokens: int | None = None  # /v1/loads num_total_tokens (None: no such endpoint)
 
 
 def stub_app(state: StubState) -> web.Application:
@@ -39,8 +42,9 @@ def stub_app(state: StubState) -> web.Application:
                 return web.json_response({"error": {"message": "aborted"}}, status=499)
             if state.peer and body["bootstrap_room"] in state.peer.rooms_done:
                 n = body["sampling_params"].get("max_new_tokens", 4)
+                await asyncio.sleep(state.delay_s)
                 if body.get("stream"):
-                    return await _stream(request, len(ids), n)
+                    return await _stream(request, len(ids), n, state.stall_after)
                 return web.json_response(
                     {"text": "A" * n, "output_ids": [65] * n, "meta_info": _meta(len(ids), n)}
                 )
@@ -65,7 +69,13 @@ def stub_app(state: StubState) -> web.Application:
         }
         return web.json_response({**base, **state.info})
 
+    async def loads(_: web.Request) -> web.Response:
+        if state.reported_tokens is None:
+            raise web.HTTPNotFound()
+        return web.json_response({"loads": [{"dp_rank": 0, "num_total_tokens": state.reported_tokens}]})
+
     app = web.Application()
+    app.router.add_get("/v1/loads", loads)
     app.router.add_get("/server_info", server_info)
     app.router.add_post("/generate", generate)
     app.router.add_post("/abort_request", abort)
@@ -73,11 +83,15 @@ def stub_app(state: StubState) -> web.Application:
     return app
 
 
-async def _stream(request: web.Request, prompt_tokens: int, n: int) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, prompt_tokens: int, n: int, stall_after: int | None
+) -> web.StreamResponse:
     """SGLang's streaming shape: every chunk carries the whole text so far."""
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     for k in range(1, n + 1):
+        if stall_after is not None and k > stall_after:
+            await asyncio.sleep(3600)
         chunk = {"text": "A" * k, "output_ids": [65] * k, "meta_info": _meta(prompt_tokens, k)}
         await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")

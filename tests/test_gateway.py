@@ -21,7 +21,11 @@ CHAT = {"model": "math", "messages": [{"role": "user", "content": "2+2?"}], "max
 
 @asynccontextmanager
 async def gateway(
-    model_path: Path, max_body: int = 1 << 20, dead_decode: str | None = None, **options: object
+    model_path: Path,
+    max_body: int = 1 << 20,
+    dead_decode: str | None = None,
+    extra_decode: str | None = None,
+    **options: object,
 ) -> AsyncIterator[tuple]:
     prefill = StubState("prefill", info={"model_path": str(model_path)})
     decode = StubState("decode", info={"model_path": str(model_path)})
@@ -31,7 +35,7 @@ async def gateway(
             tasks={
                 "math": TaskRoute(str(model_path), [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)])
             },
-            decode=[dead_decode] * bool(dead_decode) + [str(d_srv.make_url("")).rstrip("/")],
+            decode=[u for u in (dead_decode, extra_decode) if u] + [str(d_srv.make_url("")).rstrip("/")],
             max_body_bytes=max_body,
             **{"health_interval_s": 0.0, **options},
         )
@@ -281,8 +285,11 @@ def test_refused_decode_leaves_pool_and_request_is_retried(tiny_base: Path, stre
                 assert resp.status == 200
                 text = await resp.text()
             assert ('"content":"A"' in text and "[DONE]" in text) if stream else "AAA" in text
-            assert len(decode.requests) == 1 and len(prefill.requests) == 2  # one retry
-            assert prefill.aborted == [prefill.requests[0]["rid"]]  # the first prefill leg dropped
+            assert len(decode.requests) == 1  # one retry, on the healthy decode server
+            served = decode.requests[0]["rid"]
+            assert prefill.requests[-1]["rid"] == served
+            # the first attempt's prefill leg (sent or not yet) is aborted by its own rid
+            assert len(prefill.aborted) == 1 and prefill.aborted[0] != served
             async with client.get(f"{url}/metrics") as resp:
                 assert 'sun_pool_workers{pool="decode",state="healthy"} 1.0' in await resp.text()
 

@@ -1,0 +1,183 @@
+"""The gateway's operational behaviour against stub PD servers: time limits, request ids and the
+access log, load reconciled with /v1/loads, and a graceful drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from router.config import Timeouts
+from router.pools import DecodePool, reconcile
+from tests.stub_sglang import StubState, stub_app
+from tests.test_gateway import CHAT, gateway, run
+
+QUICK = Timeouts(connect_s=1, first_token_s=0.5, between_tokens_s=0.5, request_s=30)
+
+
+def test_json_answer_past_its_bound_is_504_and_both_legs_are_aborted(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, timeouts=QUICK) as (url, client, prefill, decode):
+            decode.delay_s = 5.0  # bound: 0.5 + 3 tokens * 0.5 = 2 s
+            t0 = time.monotonic()
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 504, await resp.text()
+                err = (await resp.json())["error"]
+            assert 1.5 < time.monotonic() - t0 < 4.5
+            assert "timed out" in err["message"] and err["type"] == "upstream_error"
+            assert decode.aborted == [decode.requests[0]["rid"]]
+
+    run(body())
+
+
+def test_stream_without_first_token_is_504_before_any_byte(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, timeouts=QUICK) as (url, client, prefill, decode):
+            decode.delay_s = 5.0
+            t0 = time.monotonic()
+            async with client.post(f"{url}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+                assert resp.status == 504
+                assert "first token" in (await resp.json())["error"]["message"]
+            assert time.monotonic() - t0 < 3.0
+            assert decode.aborted == [decode.requests[0]["rid"]]
+
+    run(body())
+
+
+def test_stream_that_stalls_between_tokens_ends_with_an_error_event(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base, timeouts=QUICK) as (url, client, prefill, decode):
+            decode.stall_after = 1
+            req = {**CHAT, "stream": True, "max_tokens": 5}
+            async with client.post(f"{url}/v1/chat/completions", json=req) as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            assert '"content":"A"' in text and "next token" in text and "[DONE]" not in text
+            assert decode.aborted == [decode.requests[0]["rid"]]
+
+    run(body())
+
+
+def test_request_id_is_echoed_logged_and_starts_the_sglang_rid(tiny_base: Path, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    seen: dict[str, str] = {}
+
+    async def body() -> None:
+        options = {"access_log": str(log), "access_log_flush_s": 0.05}
+        async with gateway(tiny_base, **options) as (url, client, _, decode):
+            headers = {"X-Request-Id": "client-42"}
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT, headers=headers) as resp:
+                assert resp.status == 200 and resp.headers["X-Request-Id"] == "client-42"
+            async with client.post(f"{url}/v1/chat/completions", json={**CHAT, "model": "nope"}) as resp:
+                assert resp.status == 404
+                seen["generated"] = resp.headers["X-Request-Id"]
+            assert decode.requests[0]["rid"].startswith("client-42.")
+            await asyncio.sleep(0.2)
+
+    run(body())
+    ok, missing = (json.loads(line) for line in log.read_text().splitlines())
+    assert ok["request_id"] == "client-42" and ok["status"] == 200 and ok["task"] == "math"
+    assert ok["decode"] and ok["prefill"] and ok["completion_tokens"] == 3 and ok["latency_ms"] > 0
+    assert missing["request_id"] == seen["generated"] and missing["status"] == 404
+    assert "nope" in missing["error"]
+
+
+def test_reconcile_adds_only_what_the_gateway_did_not_place() -> None:
+    assert reconcile(placed=100, server_tokens=40) == 0.0  # its own requests, not grown yet
+    assert reconcile(placed=100, server_tokens=350) == 250.0  # work from elsewhere
+    pool = DecodePool(["a", "b"])
+    pool.place(pool.slots[0], 100)
+    pool.report(pool.slots[1], 500)  # b is busy with another gateway's requests
+    assert pool.choose().worker == "a"
+
+
+def test_decode_load_is_reconciled_with_v1_loads(tiny_base: Path) -> None:
+    async def body() -> None:
+        busy = StubState("decode", reported_tokens=4000)
+        async with TestServer(stub_app(busy)) as busy_srv:
+            busy_url = str(busy_srv.make_url("")).rstrip("/")
+            options = {"load_interval_s": 0.05, "extra_decode": busy_url}
+            async with gateway(tiny_base, **options) as (url, client, _, decode):
+                decode.reported_tokens = 10
+                await asyncio.sleep(0.3)
+                for _ in range(4):
+                    async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                        assert resp.status == 200
+                assert busy.requests == [] and len(decode.requests) == 4
+                async with client.get(f"{url}/metrics") as resp:
+                    assert f'sun_worker_external_tokens{{pool="decode",worker="{busy_url}"}} 4000.0' in (
+                        await resp.text()
+                    )
+
+    run(body())
+
+
+def test_sigterm_drains_requests_in_flight_then_exits(tiny_base: Path, tmp_path: Path) -> None:
+    async def body() -> None:
+        prefill = StubState("prefill")
+        decode = StubState("decode", peer=prefill, delay_s=2.0)
+        async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
+            port = _free_port()
+            config = {
+                "tasks": {
+                    "math": {
+                        "model_path": str(tiny_base),
+                        "prefill": [{"url": str(p_srv.make_url("")).rstrip("/"), "bootstrap_port": 9}],
+                    }
+                },
+                "decode": [str(d_srv.make_url("")).rstrip("/")],
+                "port": port,
+                "health_interval_s": 0,
+                "shutdown_timeout_s": 20,
+            }
+            (tmp_path / "gw.json").write_text(json.dumps(config))
+            argv = [sys.executable, "-m", "router", "--config", str(tmp_path / "gw.json")]
+            gw = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                async with aiohttp.ClientSession() as client:
+                    await _wait_up(client, url, gw)
+                    in_flight = asyncio.create_task(client.post(f"{url}/v1/chat/completions", json=CHAT))
+                    while not decode.requests:
+                        await asyncio.sleep(0.05)
+                    os.kill(gw.pid, signal.SIGTERM)
+                    resp = await in_flight
+                    assert resp.status == 200 and "AAA" in await resp.text()
+                    exit_code = await asyncio.to_thread(gw.wait, 15)
+                    assert exit_code == 0, gw.stderr.read().decode()[-2000:] if gw.stderr else ""
+                    assert decode.aborted == []
+            finally:
+                if gw.poll() is None:
+                    gw.kill()
+
+    run(body())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_up(client: aiohttp.ClientSession, url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the gateway exited at start-up"
+        try:
+            async with client.get(f"{url}/health") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("gateway did not start")
