@@ -15,8 +15,8 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_model(path: str, dtype: str = "float32") -> PreTrainedModel:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype], attn_implementation="eager")
+def load_model(path: str, dtype: str = "float32", attention: str = "eager") -> PreTrainedModel:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype], attn_implementation=attention)
     return model.eval()
 
 

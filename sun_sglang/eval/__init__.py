@@ -1,0 +1,83 @@
+"""Task accuracy of a configuration (a prefill module in front of a decode module), greedy:
+offline with the SUN reference, or served through a running cluster's gateway. Both see the same
+prompt token ids (the task's chat template) and must give the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from transformers import AutoTokenizer
+
+from sun_sglang import tasks
+from sun_sglang.reference import SunReference
+
+
+@dataclass(frozen=True)
+class Result:
+    accuracy: float
+    predictions: list[str]
+    correct: list[bool]
+
+    @property
+    def n(self) -> int:
+        return len(self.predictions)
+
+
+def score(predictions: Sequence[str], examples: Sequence[tasks.Example]) -> Result:
+    correct = [tasks.exact_match(p, ex.answer) for p, ex in zip(predictions, examples, strict=True)]
+    return Result(sum(correct) / len(correct), list(predictions), correct)
+
+
+def answer_budget(tokenizer, examples: Sequence[tasks.Example]) -> int:  # noqa: ANN001
+    """Enough new tokens for the longest reference answer and its stop token, plus slack."""
+    return max(len(tasks.answer_ids(tokenizer, ex)) for ex in examples) + 4
+
+
+def evaluate_offline(
+    prefill: str, decode: str, examples: Sequence[tasks.Example], batch_size: int = 32, dtype: str = "float32"
+) -> Result:
+    ref = SunReference.load(prefill, decode, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(prefill)
+    budget = answer_budget(tokenizer, examples)
+    prompts = [tasks.prompt_ids(tokenizer, ex) for ex in examples]
+    outputs: list[list[int]] = []
+    for start in range(0, len(prompts), batch_size):
+        outputs += ref.generate(prompts[start : start + batch_size], budget)
+    texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]
+    return score(texts, examples)
+
+
+async def _served(
+    url: str, model: str, examples: Sequence[tasks.Example], budget: int, concurrency: int, api_key: str
+) -> list[str]:
+    limit = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"Bearer {api_key}"}
+
+    async def one(session: aiohttp.ClientSession, ex: tasks.Example) -> str:
+        body = {"model": model, "messages": ex.chat(), "max_tokens": budget, "temperature": 0}
+        async with limit, session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise RuntimeError(f"{url}: HTTP {resp.status}: {data}")
+            return data["choices"][0]["message"]["content"]
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        return list(await asyncio.gather(*(one(session, ex) for ex in examples)))
+
+
+def evaluate_served(
+    url: str,
+    model: str,
+    tokenizer_path: str,
+    examples: Sequence[tasks.Example],
+    concurrency: int = 8,
+    api_key: str = "none",
+) -> Result:
+    """Through a gateway: `model` names the task, `tokenizer_path` its prefill module (for the
+    answer budget, the same as offline)."""
+    budget = answer_budget(AutoTokenizer.from_pretrained(tokenizer_path), examples)
+    texts = asyncio.run(_served(url.rstrip("/"), model, examples, budget, concurrency, api_key))
+    return score(texts, examples)

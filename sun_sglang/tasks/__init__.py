@@ -1,0 +1,76 @@
+"""Task data sets: the vendored real tasks, or any JSONL of chat messages; seeded splits; scoring.
+
+A task example is a chat (messages, the last one the assistant's answer). Built-in tasks:
+bb_2digit_addition, bb_sports_understanding, rg_spell_backward (see data/README.md)."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+BUILT_IN = ("bb_2digit_addition", "bb_sports_understanding", "rg_spell_backward")
+
+
+@dataclass(frozen=True)
+class Example:
+    messages: tuple[tuple[str, str], ...]  # (role, content) of the prompt turns
+    answer: str  # the assistant's reply
+
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+def load(task: str) -> list[Example]:
+    """A built-in task by name, or a JSONL file: {"prompt", "answer"} or {"messages": [...]}
+    whose last message is the assistant's."""
+    path = DATA / f"{task}.jsonl" if task in BUILT_IN else Path(task)
+    if not path.is_file():
+        raise FileNotFoundError(f"no task {task!r}: not one of {', '.join(BUILT_IN)} and not a file")
+    examples: dict[tuple, Example] = {}  # a repeated prompt is kept once: splits stay disjoint
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            example = _example(json.loads(line), f"{path}:{n}")
+            examples.setdefault(example.messages, example)
+    return list(examples.values())
+
+
+def _example(row: dict, where: str) -> Example:
+    if "messages" in row:
+        *prompt, last = row["messages"]
+        if last.get("role") != "assistant" or not prompt:
+            raise ValueError(f"{where}: the last message must be the assistant's, after a prompt")
+        return Example(tuple((m["role"], m["content"]) for m in prompt), last["content"])
+    return Example((("user", row["prompt"]),), row["answer"])
+
+
+def split(examples: list[Example], seed: int, n_test: int) -> tuple[list[Example], list[Example]]:
+    """(train, test), disjoint, drawn by seed."""
+    if not 0 < n_test < len(examples):
+        raise ValueError(f"n_test={n_test} for {len(examples)} examples")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    test = [examples[i] for i in order[:n_test]]
+    train = [examples[i] for i in order[n_test:]]
+    return train, test
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.strip().split()).rstrip(".").lower()
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    return normalize(prediction) == normalize(answer)
+
+
+def prompt_ids(tokenizer, example: Example) -> list[int]:  # noqa: ANN001 (a transformers tokenizer)
+    """The task's chat template over the prompt turns, as the gateway applies it."""
+    out = tokenizer.apply_chat_template(example.chat(), add_generation_prompt=True, tokenize=True)
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+
+def answer_ids(tokenizer, example: Example) -> list[int]:  # noqa: ANN001
+    """The reply's tokens and the end-of-turn token that stops generation."""
+    return tokenizer.encode(example.answer, add_special_tokens=False) + [tokenizer.eos_token_id]

@@ -1,0 +1,57 @@
+"""python -m sun_sglang.train --task bb_2digit_addition --mode sun --out DIR [--base smollm2-135m]
+
+Trains a prefill module (sun) or a full fine-tune (full) and writes a plain transformers checkpoint
+to DIR; `--resume` continues from DIR/checkpoint. The naive-composition baseline needs no training
+of its own: it is the full fine-tune used as prefill module in front of the base (see eval)."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from sun_sglang.models import prepare
+from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
+
+
+def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    d = TrainConfig(base="", task="", out="")
+    ap = argparse.ArgumentParser(prog="python -m sun_sglang.train")
+    ap.add_argument("--base", default="smollm2-135m", help="a model name (sun_sglang.models) or a folder")
+    ap.add_argument("--task", required=True, help="a built-in task or a JSONL file of chats")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--mode", choices=["sun", "full"], default=d.mode)
+    for name in ("steps", "batch_size", "grad_accum", "warmup_steps", "seed", "n_test", "save_every"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("lr", "weight_decay"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = vars(ap.parse_args(argv))
+    resume, threads = args.pop("resume"), args.pop("threads")
+    if threads:
+        torch.set_num_threads(threads)
+    args["base"] = str(prepare(args["base"])) if "/" not in args["base"] else args["base"]
+    return TrainConfig(**args), resume
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, resume = parse(argv)
+    trainer = Trainer(config)
+    if resume and trainer.resume():
+        print(f"resumed at step {trainer.step} from {trainer.checkpoint_dir}")
+    start = time.perf_counter()
+    trainer.run()
+    seconds = time.perf_counter() - start
+    if config.mode == "sun" and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
+        raise SystemExit("the decode module changed during training: refusing to export")
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out = trainer.export({"train_seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2)})
+    print(f"wrote {out} ({trainer.step} steps, {seconds:.0f} s, final loss {trainer.losses[-1]:.3f})")
+
+
+if __name__ == "__main__":
+    main()

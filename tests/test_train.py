@@ -1,0 +1,147 @@
+"""SUN training on the tiny model: the hybrid forward, where gradients go, the frozen decode
+module, exact resumption, and the exported checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from sun_sglang import tasks
+from sun_sglang.compat import check_prefill_module
+from sun_sglang.reference import load_model
+from sun_sglang.train.hybrid import Batch, answer_logits, answer_nll
+from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
+
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17]]
+ANSWERS = [[20, 21, 22], [23], [24, 25]]
+
+
+def test_hybrid_forward_with_one_model_is_the_plain_forward(tiny_base: Path) -> None:
+    model = load_model(str(tiny_base))
+    batch = Batch.build(PROMPTS, ANSWERS, pad_id=0)
+    with torch.no_grad():
+        hybrid = answer_logits(model, model, batch)
+        for row, (prompt, answer) in enumerate(zip(PROMPTS, ANSWERS)):
+            plain = model(input_ids=torch.tensor([prompt + answer])).logits[0]
+            want = plain[len(prompt) - 1 : len(prompt) - 1 + len(answer)]
+            torch.testing.assert_close(hybrid[row, : len(answer)], want, rtol=1e-5, atol=1e-5)
+
+
+def test_hybrid_forward_uses_the_prefill_kv(tiny_base: Path) -> None:
+    """With a different prefill module, answer positions after the first change too: the decode
+    module attends to the KV the prefill module wrote."""
+    decode = load_model(str(tiny_base))
+    prefill = load_model(str(tiny_base))
+    with torch.no_grad():
+        for p in prefill.model.layers[0].self_attn.k_proj.parameters():
+            p.add_(0.5)
+    batch = Batch.build(PROMPTS[:1], ANSWERS[:1], pad_id=0)
+    with torch.no_grad():
+        same = answer_logits(decode, decode, batch)
+        mixed = answer_logits(prefill, decode, batch)
+    assert not torch.allclose(same[0, 1:], mixed[0, 1:])
+
+
+def test_gradients_reach_every_prefill_parameter_and_no_decode_parameter(tiny_base: Path) -> None:
+    prefill = load_model(str(tiny_base), attention="sdpa").train()
+    decode = load_model(str(tiny_base), attention="sdpa").requires_grad_(False)
+    batch = Batch.build(PROMPTS, ANSWERS, pad_id=0)
+    answer_nll(prefill, decode, batch).backward()
+    missing = [n for n, p in prefill.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+    assert all(p.grad is None for p in decode.parameters())
+
+
+def test_gradients_reach_the_prefill_module_through_the_decode_attention(tiny_base: Path) -> None:
+    """Only later answer tokens in the loss (the first is the prefill's own): the prefill module's
+    K/V projections still get gradient, through the decode module's attention."""
+    prefill = load_model(str(tiny_base), attention="sdpa").train()
+    decode = load_model(str(tiny_base), attention="sdpa").requires_grad_(False)
+    batch = Batch.build(PROMPTS[:1], ANSWERS[:1], pad_id=0)
+    logits = answer_logits(prefill, decode, batch)
+    logits[0, 1:].sum().backward()
+    for layer in (prefill.model.layers[0], prefill.model.layers[-1]):
+        assert layer.self_attn.k_proj.weight.grad.abs().sum() > 0
+        assert layer.self_attn.v_proj.weight.grad.abs().sum() > 0
+    assert not prefill.model.norm.weight.grad.abs().sum() > 0  # its own logits were not in this loss
+
+
+def _config(tiny_base: Path, out: Path, **kw: object) -> TrainConfig:
+    base = dict(base=str(tiny_base), task="bb_2digit_addition", out=str(out), steps=4, batch_size=2)
+    return TrainConfig(**{**base, "n_test": 100, "save_every": 2, "warmup_steps": 1, "lr": 1e-3, **kw})
+
+
+def test_sun_training_changes_the_prefill_module_only(tiny_base: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_base, tmp_path / "sun"))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run(progress=False)
+    assert decode_module_unchanged(trainer.decode, str(tiny_base))
+    changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) == len(before)
+    assert trainer.losses[-1] < trainer.losses[0]
+
+
+def test_resuming_equals_training_straight_through(tiny_base: Path, tmp_path: Path) -> None:
+    straight = Trainer(_config(tiny_base, tmp_path / "a"))
+    straight.run(progress=False)
+    first = Trainer(_config(tiny_base, tmp_path / "b"))
+    while first.step < 2:
+        first.train_step()
+    first.save_checkpoint()
+    resumed = Trainer(_config(tiny_base, tmp_path / "b"))
+    assert resumed.resume() and resumed.step == 2
+    resumed.run(progress=False)
+    assert resumed.losses == straight.losses
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tiny_base: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_base, tmp_path / "c"))
+    trainer.train_step()
+    trainer.save_checkpoint()
+    with pytest.raises(ValueError, match="lr"):
+        Trainer(_config(tiny_base, tmp_path / "c", lr=5e-4)).resume()
+
+
+def test_export_is_a_plain_checkpoint_that_passes_the_compatibility_check(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    trainer = Trainer(_config(tiny_base, tmp_path / "exp", steps=2))
+    trainer.run(progress=False)
+    out = trainer.export()
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    check_prefill_module(str(out), str(tiny_base))  # raises IncompatibleCheckpoint on a mismatch
+    assert json.loads((out / "sun_train.json").read_text())["steps"] == 2
+    assert (out / "chat_template.jinja").read_text() == (tiny_base / "chat_template.jinja").read_text()
+
+
+def test_task_splits_are_disjoint_and_seeded() -> None:
+    examples = tasks.load("rg_spell_backward")
+    train, test = tasks.split(examples, seed=3, n_test=100)
+    assert len(test) == 100 and len(train) == len(examples) - 100
+    assert not {e.chat()[0]["content"] for e in test} & {e.chat()[0]["content"] for e in train}
+    assert tasks.split(examples, seed=3, n_test=100)[1] == test
+    assert tasks.split(examples, seed=4, n_test=100)[1] != test
+
+
+def test_jsonl_chats_and_bad_files(tmp_path: Path) -> None:
+    good = tmp_path / "chats.jsonl"
+    good.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+        + "\n"
+    )
+    (example,) = tasks.load(str(good))
+    assert example.chat() == [{"role": "user", "content": "hi"}] and example.answer == "yo"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        tasks.load(str(bad))
+    with pytest.raises(FileNotFoundError, match="no task"):
+        tasks.load("no_such_task")
