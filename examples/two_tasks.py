@@ -17,7 +17,8 @@ from sun_sglang.launch.cluster import Cluster, plan
 from sun_sglang.launch.roles import detect_device
 from sun_sglang.paths import home
 
-QUESTION = "Write a haiku about the sea."
+QUESTIONS = {"math": "What is 47 plus 41?"}  # the math task's module was trained on such sums
+DEFAULT_QUESTION = "Write a haiku about the sea."
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
             t0 = time.perf_counter()
             reply = client.chat.completions.create(
                 model=task,
-                messages=[{"role": "user", "content": QUESTION}],
+                messages=[{"role": "user", "content": QUESTIONS.get(task, DEFAULT_QUESTION)}],
                 max_tokens=32,
                 temperature=0,
             )

@@ -131,6 +131,8 @@ class Gateway:
             params["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
         if req.seed is not None:
             params["sampling_seed"] = req.seed
+        if req.ignore_eos:
+            params["ignore_eos"] = True
         return params
 
     def leg_timeouts(self, params: dict[str, Any]) -> LegTimeouts:

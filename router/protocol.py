@@ -26,6 +26,7 @@ class SamplingFields(msgspec.Struct, kw_only=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = 1
+    ignore_eos: bool = False  # SGLang's (and vLLM's) extension: generate exactly max_tokens
 
 
 class ChatRequest(SamplingFields, kw_only=True):

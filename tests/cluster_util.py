@@ -12,7 +12,8 @@ from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.cluster import Cluster, plan
 from sun_sglang.models import prepare
 
-TASKS = {"math": "smollm2-135m-variant-a", "chat": "smollm2-135m-variant-b"}
+# "math": a SUN-trained prefill module (BIG-bench 2-digit addition); "chat": a distinct-weight variant.
+TASKS = {"math": "smollm2-135m-sun-addition", "chat": "smollm2-135m-variant-b"}
 
 
 def free_port_block(n: int, offset: int) -> int:

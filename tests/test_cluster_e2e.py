@@ -94,6 +94,21 @@ def test_concurrent_tasks_match_sun_reference(expected, prompts, cluster: Cluste
         assert got != expected[task]["task_alone"][:n], f"{task}: indistinguishable from the task model alone"
 
 
+def test_served_evaluation_equals_offline_evaluation(cluster: Cluster) -> None:
+    """The trained SUN prefill module, exported and served by an SGLang prefill server: task
+    answers through the gateway equal the offline SUN reference's, and beat the base alone."""
+    from sun_sglang import tasks
+    from sun_sglang.eval import evaluate_offline, evaluate_served
+
+    path, base = str(prepare(TASKS["math"])), str(prepare("smollm2-135m"))
+    _, test = tasks.split(tasks.load("bb_2digit_addition"), seed=0, n_test=200)
+    test = test[:24]
+    served = evaluate_served(cluster.gateway_url, "math", path, test)
+    offline = evaluate_offline(path, base, test)
+    assert served.predictions == offline.predictions
+    assert served.accuracy > evaluate_offline(base, base, test).accuracy
+
+
 def test_chat_completions_match_reference_text(expected, cluster: Cluster) -> None:
     from transformers import AutoTokenizer
 

@@ -6,6 +6,8 @@ not. Both gateways run in PD mode over the same prefill and decode stubs, in the
 
 Placement: each gateway pinned to core 0; stubs and this load generator to core 1 (2-core
 machine). Baseline latency = the decode stub alone; "added" = gateway p50/p99 minus that.
+"aiohttp-floor" (JSON only) is the bound for any aiohttp gateway: a bare proxy making the same two
+upstream calls with no parsing, routing or accounting (sun_sglang/bench/aiohttp_floor.py).
 """
 
 from __future__ import annotations
@@ -54,6 +56,14 @@ def _procs(tmp: Path, ports: dict[str, int], chunks: int) -> list[ManagedProcess
         "prefill": _pinned(1, [*stub, "--port", str(ports["prefill"]), "--role", "prefill"]),
         "decode": _pinned(1, [*stub, "--port", str(ports["decode"]), "--role", "decode"]),
         "sun": _pinned(0, [py, "-m", "router", "--config", str(tmp / "gw.json")]),
+        "aiohttp-floor": _pinned(
+            0,
+            [
+                *(py, "-m", "sun_sglang.bench.aiohttp_floor", "--port", str(ports["aiohttp-floor"])),
+                *("--prefill", f"http://127.0.0.1:{ports['prefill']}"),
+                *("--decode", f"http://127.0.0.1:{ports['decode']}"),
+            ],
+        ),
         "sglang-router": _pinned(
             0,
             [
@@ -116,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     uvloop.install()
-    names = ["prefill", "decode", "sun", "sglang-router"]
+    names = ["prefill", "decode", "sun", "sglang-router", "aiohttp-floor"]
     ports = {n: args.first_port + i for i, n in enumerate(names)}
     with tempfile.TemporaryDirectory() as tmp:
         procs = _procs(Path(tmp), ports, args.chunks)
@@ -134,7 +144,8 @@ def main() -> None:
             for stream in (False, True):
                 mode = "stream" if stream else "json"
                 rows = {}
-                for name in ("decode", "sun", "sglang-router"):
+                targets = ("decode", "sun", "sglang-router") + ("aiohttp-floor",) * (not stream)
+                for name in targets:
                     asyncio.run(
                         _load(f"http://127.0.0.1:{ports[name]}", stream, 1.0, args.concurrency)
                     )  # warm
@@ -149,6 +160,9 @@ def main() -> None:
                     print(f"{label:14s} {mode:7s} {rps:8.0f} {p50:8.2f} {p99:8.2f} {added}")
                 ratio = rows["sun"][0] / rows["sglang-router"][0]
                 print(f"{'':14s} {mode:7s} sun / sglang-router throughput: {ratio:.2f}x")
+                if not stream:
+                    floor = rows["aiohttp-floor"][0] / rows["sglang-router"][0]
+                    print(f"{'':14s} {mode:7s} aiohttp-floor / sglang-router throughput: {floor:.2f}x")
         finally:
             stop_all(procs)
 

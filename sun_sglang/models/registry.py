@@ -24,6 +24,20 @@ def _variant(base: str, seed: int, scale: float) -> Callable[[Path], None]:
     return lambda out: tiny.build_variant(out, prepare(base), seed=seed, scale=scale)
 
 
+def _sun_trained(base: str, task: str, steps: int) -> Callable[[Path], None]:
+    """A real SUN prefill module: `steps` of SUN training on a built-in task, seed 0."""
+
+    def build(out: Path) -> None:
+        from sun_sglang.train.loop import TrainConfig, Trainer
+
+        config = TrainConfig(base=str(prepare(base)), task=task, out=str(out), steps=steps, save_every=10**9)
+        trainer = Trainer(config)
+        trainer.run(progress=False)
+        trainer.export()
+
+    return build
+
+
 MODELS: dict[str, Callable[[Path], None]] = {
     "smollm2-135m": _smollm2,
     "tiny-llama": _tiny,
@@ -32,6 +46,8 @@ MODELS: dict[str, Callable[[Path], None]] = {
     "smollm2-135m-variant-b": _variant("smollm2-135m", seed=2, scale=0.05),
     "tiny-llama-variant-a": _variant("tiny-llama", seed=1, scale=0.2),
     "tiny-llama-variant-b": _variant("tiny-llama", seed=2, scale=0.2),
+    # Trained task models for the demo and the serving tests (about a minute each to build).
+    "smollm2-135m-sun-addition": _sun_trained("smollm2-135m", "bb_2digit_addition", steps=30),
 }
 
 

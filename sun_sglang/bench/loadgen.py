@@ -1,0 +1,132 @@
+"""Drive an OpenAI-compatible endpoint with a planned workload: every request streamed, its
+timings recorded (TTFT, the gap before each chunk, end-to-end latency, tokens, error)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from tqdm import tqdm
+
+from sun_sglang.bench.workload import PlannedRequest, WorkloadConfig, plan
+
+
+@dataclass
+class Record:
+    index: int
+    task: str
+    sent_s: float  # after the run's start
+    ttft_s: float | None = None
+    latency_s: float | None = None
+    output_tokens: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    itl_s: list[float] = field(default_factory=list)  # gaps between content chunks
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.latency_s is not None
+
+    @property
+    def tpot_s(self) -> float | None:
+        if not self.ok or self.ttft_s is None or self.output_tokens < 2:
+            return None
+        return (self.latency_s - self.ttft_s) / (self.output_tokens - 1)  # type: ignore[operator]
+
+
+async def send(
+    session: aiohttp.ClientSession, url: str, req: PlannedRequest, ignore_eos: bool, started: float
+) -> Record:
+    body = {
+        "model": req.task,
+        "messages": req.messages,
+        "max_tokens": req.max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": ignore_eos,
+    }
+    t0 = time.perf_counter()
+    rec = Record(req.index, req.task, t0 - started)
+    last = t0
+    try:
+        async with session.post(f"{url}/v1/chat/completions", json=body) as resp:
+            if resp.status != 200:
+                rec.error = f"HTTP {resp.status}: {(await resp.text())[:300]}"
+                return rec
+            async for line in resp.content:
+                if not line.startswith(b"data: "):
+                    continue
+                payload = line[6:].strip()
+                if payload == b"[DONE]":
+                    break
+                chunk = json.loads(payload)
+                if "error" in chunk:
+                    rec.error = f"stream error: {chunk['error'].get('message')}"
+                    return rec
+                now = time.perf_counter()
+                if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                    if rec.ttft_s is None:
+                        rec.ttft_s = now - t0
+                    else:
+                        rec.itl_s.append(now - last)
+                    last = now
+                usage = chunk.get("usage")
+                if usage:
+                    rec.output_tokens = usage["completion_tokens"]
+                    rec.prompt_tokens = usage["prompt_tokens"]
+                    details = usage.get("prompt_tokens_details") or {}
+                    rec.cached_tokens = details.get("cached_tokens") or 0
+        rec.latency_s = time.perf_counter() - t0
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+        rec.error = f"{type(err).__name__}: {err}"
+    return rec
+
+
+async def run(
+    cfg: WorkloadConfig, url: str, api_key: str = "none", progress: bool = True, timeout_s: float = 600
+) -> tuple[list[Record], float]:
+    """All planned requests (or those issued before `duration_s`); (records, wall seconds)."""
+    planned = plan(cfg)
+    limit = asyncio.Semaphore(cfg.concurrency)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    connector = aiohttp.TCPConnector(limit=cfg.concurrency)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    bar = tqdm(total=len(planned), disable=not progress, desc="requests")
+    records: list[Record] = []
+    async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
+        started = time.perf_counter()
+        deadline = started + cfg.duration_s if cfg.duration_s else None
+
+        async def issue(req: PlannedRequest) -> None:
+            async with limit:
+                records.append(await send(session, url.rstrip("/"), req, cfg.ignore_eos, started))
+                bar.update(1)
+
+        if cfg.arrival == "closed":
+            queue = iter(planned)
+
+            async def worker() -> None:
+                for req in queue:
+                    if deadline and time.perf_counter() > deadline:
+                        return
+                    await issue(req)
+
+            await asyncio.gather(*(worker() for _ in range(cfg.concurrency)))
+        else:
+            jobs = []
+            for req in planned:
+                wait = started + req.at_s - time.perf_counter()
+                if deadline and started + req.at_s > deadline:
+                    break
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                jobs.append(asyncio.create_task(issue(req)))
+            await asyncio.gather(*jobs)
+        wall = time.perf_counter() - started
+    bar.close()
+    return sorted(records, key=lambda r: r.index), wall

@@ -1,0 +1,86 @@
+"""One SUN training step beside one full fine-tuning step at the same batch: median step time and
+peak memory, each mode in its own process (peak RSS is per process).
+
+    python -m sun_sglang.bench.train_step [--base smollm2-135m] [--batch-size 8] [--steps 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from sun_sglang.models import prepare
+from sun_sglang.train.loop import TrainConfig, Trainer
+
+
+def _measure(mode: str, base: str, batch_size: int, steps: int) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        config = TrainConfig(
+            base=base, task="bb_2digit_addition", out=out, mode=mode, steps=steps, batch_size=batch_size
+        )
+        trainer = Trainer(config)
+        after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        times, tokens = [], 0
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            _, n = trainer.train_step()
+            times.append(time.perf_counter() - t0)
+            tokens += n
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return {
+        "mode": mode,
+        "step_s": statistics.median(times[1:]),  # the first step warms allocators up
+        "tokens_per_s": tokens / sum(times),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "rss_after_load_gib": after_load,
+        "trainable_params_m": trainable / 1e6,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", default="smollm2-135m")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--child", choices=["sun", "full"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    base = str(prepare(args.base))
+    if args.child:
+        print(json.dumps(_measure(args.child, base, args.batch_size, args.steps)))
+        return
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+        f" ({torch.get_num_threads()} threads), {args.base} float32, batch {args.batch_size},"
+        f" bb_2digit_addition chats; median of {args.steps - 1} steps after one warm-up"
+    )
+    header = ("mode", "step s", "tok/s", "peak RSS GiB", "after load", "trainable M")
+    print("{:6s} {:>8s} {:>8s} {:>13s} {:>11s} {:>12s}".format(*header))
+    rows = {}
+    for mode in ("full", "sun"):
+        argv = [sys.executable, "-m", "sun_sglang.bench.train_step", "--child", mode]
+        argv += ["--base", args.base, "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+        r = rows[mode] = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"{mode:6s} {r['step_s']:8.2f} {r['tokens_per_s']:8.0f} {r['peak_rss_gib']:13.2f}"
+            f" {r['rss_after_load_gib']:11.2f} {r['trainable_params_m']:12.1f}"
+        )
+    sun, full = rows["sun"], rows["full"]
+    print(
+        f"SUN / full: step time {sun['step_s'] / full['step_s']:.2f}x,"
+        f" peak memory {sun['peak_rss_gib'] / full['peak_rss_gib']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The accuracy study: per task, train full fine-tuning and SUN from the base, then measure base
+alone, full fine-tuning, naive composition (the full fine-tune as prefill module, the base as
+decode module) and SUN on the held-out split; write the table to docs/ACCURACY.md.
+
+    python -m sun_sglang.eval.study [--tasks bb_2digit_addition,...] [--steps 60] [--seed 0]
+
+Trained models are kept under --work and reused when their settings match (rerun = re-evaluate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import msgspec
+import torch
+
+from sun_sglang import tasks
+from sun_sglang.eval import evaluate_offline
+from sun_sglang.models import prepare
+from sun_sglang.paths import home
+from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
+
+CONFIGS = {  # name -> (prefill module, decode module)
+    "base": ("base", "base"),
+    "full FT": ("full", "full"),
+    "naive": ("full", "base"),
+    "SUN": ("sun", "base"),
+}
+
+
+def train(config: TrainConfig) -> dict:
+    """Train unless a finished model with the same settings is there; its training record."""
+    record_file = Path(config.out) / "sun_train.json"
+    if record_file.is_file():
+        record = json.loads(record_file.read_text())
+        if record["config"] == msgspec.to_builtins(config):
+            return record
+    trainer = Trainer(config)
+    trainer.resume()
+    start = time.perf_counter()
+    trainer.run()
+    seconds = round(time.perf_counter() - start, 1)
+    if config.mode == "sun":
+        assert decode_module_unchanged(trainer.decode, config.base, config.dtype)
+    trainer.export({"train_seconds": seconds})
+    return json.loads(record_file.read_text())
+
+
+def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> dict:
+    common = dict(base=base, task=task, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    common.update(seed=args.seed, n_test=args.n_test, save_every=max(10, args.steps // 4))
+    records = {
+        mode: train(TrainConfig(out=str(work / task / mode), mode=mode, **common)) for mode in ("full", "sun")
+    }
+    paths = {"base": base, "full": str(work / task / "full"), "sun": str(work / task / "sun")}
+    train_set, test = tasks.split(tasks.load(task), args.seed, args.n_test)
+    accuracy = {}
+    for name, (prefill, decode) in CONFIGS.items():
+        accuracy[name] = evaluate_offline(paths[prefill], paths[decode], test).accuracy
+        print(f"{task}: {name} {accuracy[name]:.3f}", flush=True)
+    return {
+        "task": task,
+        "n_train": len(train_set),
+        "n_test": len(test),
+        "accuracy": accuracy,
+        "train_seconds": {mode: r.get("train_seconds") for mode, r in records.items()},
+        "final_loss": {mode: round(r["losses"][-1], 3) for mode, r in records.items()},
+    }
+
+
+def table(results: list[dict], args: argparse.Namespace) -> str:
+    head = "| task | train / test | " + " | ".join(CONFIGS) + " | SUN - full FT | train time full / SUN |"
+    lines = [head, "|" + "---|" * (len(CONFIGS) + 4)]
+    for r in results:
+        acc = r["accuracy"]
+        cells = " | ".join(f"{acc[name] * 100:.1f}" for name in CONFIGS)
+        gap = (acc["SUN"] - acc["full FT"]) * 100
+        t = r["train_seconds"]
+        lines.append(
+            f"| {r['task']} | {r['n_train']} / {r['n_test']} | {cells} | {gap:+.1f} |"
+            f" {t['full']:.0f} s / {t['sun']:.0f} s |"
+        )
+    conditions = (
+        f"SmolLM2-135M (float32), {args.steps} steps of batch {args.batch_size}, AdamW lr {args.lr}"
+        f" (warm-up 5 steps, linear decay), seed {args.seed}; exact match (%) on the held-out split,"
+        f" greedy; {platform.machine()}, {torch.get_num_threads()} torch threads."
+    )
+    return "\n".join(lines) + "\n\n" + conditions + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m sun_sglang.eval.study")
+    ap.add_argument("--tasks", default=",".join(tasks.BUILT_IN))
+    ap.add_argument("--base", default="smollm2-135m")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-test", type=int, default=200)
+    ap.add_argument("--work", type=Path, default=home() / "study")
+    ap.add_argument("--results", type=Path, help="write the results JSON here too")
+    args = ap.parse_args(argv)
+    base = str(prepare(args.base))
+    results = [study_task(task, base, args.work, args) for task in args.tasks.split(",")]
+    print(table(results, args))
+    if args.results:
+        args.results.write_text(json.dumps({"results": results, "args": vars(args)}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
