@@ -51,7 +51,7 @@ async def _server_info(session: aiohttp.ClientSession, url: str) -> dict[str, An
             if resp.status != 200:
                 raise ApiError(400, f"{url}/server_info answered HTTP {resp.status}", param="url")
             return await resp.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+    except (TimeoutError, aiohttp.ClientError) as err:
         raise ApiError(400, f"{url} is not reachable: {err!r}", param="url") from err
 
 

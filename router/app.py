@@ -17,6 +17,7 @@ from router import protocol as p
 from router.admin import add_admin_routes
 from router.config import GatewayConfig
 from router.gateway import ApiError, Gateway
+from router.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
 from router.trace import Trace, request_id
 
 log = logging.getLogger("router")
@@ -137,42 +138,69 @@ def build_app(config: GatewayConfig) -> web.Application:
         if not req.messages:
             raise ApiError(400, "messages must not be empty", param="messages")
         ids = gw.tokenizers[task].chat_ids([{"role": m.role, "content": m.content} for m in req.messages])
-        params = gw.sampling_params(task, req)
+        choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
+        extra = logprob_fields(req, chat=True)
         if req.stream:
-            events = of.chat_events(gw.stream(task, ids, params, trace), task, _include_usage(req))
+            chunks = gw.stream_n(task, ids, choices, trace, extra)
+            events = of.chat_events(chunks, task, _include_usage(req), req.n, bool(extra))
             return await _sse_response(request, events)
-        out = await gw.run(task, ids, params, trace)
-        meta = out["meta_info"]
-        choice = p.ChatChoice(0, p.ChatChoiceMessage("assistant", out["text"]), of.finish_reason(meta))
-        return _json(
-            p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), task, [choice], of.usage(meta))
-        )
+        outs = await gw.run_n(task, ids, choices, trace, extra)
+        answers = [
+            p.ChatChoice(
+                i,
+                p.ChatChoiceMessage("assistant", o["text"]),
+                of.finish_reason(o["meta_info"]),
+                of.chat_logprobs(o["meta_info"]) if extra else None,
+            )
+            for i, o in enumerate(outs)
+        ]
+        usage = of.usage_n([o["meta_info"] for o in outs])
+        return _json(p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), task, answers, usage))
 
     async def completions(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.CompletionRequest)
         trace = request[TRACE]
         task = trace.task = gw.task(req.model)
         ids = req.prompt if isinstance(req.prompt, list) else gw.tokenizers[task].text_ids(req.prompt)
-        params = gw.sampling_params(task, req)
+        choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
+        extra = logprob_fields(req, chat=False)
         if req.stream:
-            events = of.completion_events(gw.stream(task, ids, params, trace), task, _include_usage(req))
+            chunks = gw.stream_n(task, ids, choices, trace, extra)
+            events = of.completion_events(chunks, task, _include_usage(req), req.n, bool(extra))
             return await _sse_response(request, events)
-        out = await gw.run(task, ids, params, trace)
-        meta = out["meta_info"]
-        choice = p.CompletionChoice(0, out["text"], of.finish_reason(meta))
-        return _json(
-            p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), task, [choice], of.usage(meta))
-        )
+        outs = await gw.run_n(task, ids, choices, trace, extra)
+        answers = [
+            p.CompletionChoice(
+                i,
+                o["text"],
+                of.finish_reason(o["meta_info"]),
+                of.completion_logprobs(o["meta_info"]) if extra else None,
+            )
+            for i, o in enumerate(outs)
+        ]
+        usage = of.usage_n([o["meta_info"] for o in outs])
+        return _json(p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), task, answers, usage))
 
     async def native_generate(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.GenerateRequest)
         trace = request[TRACE]
         task = trace.task = gw.task(req.model)
         params = {"stop_token_ids": gw.tokenizers[task].stop_token_ids, **req.sampling_params}
+        extra = {}
+        if req.return_logprob:
+            if not 0 <= req.top_logprobs_num <= MAX_TOP_LOGPROBS:
+                raise ApiError(
+                    400, f"top_logprobs_num must be 0..{MAX_TOP_LOGPROBS}", param="top_logprobs_num"
+                )
+            extra = {
+                "return_logprob": True,
+                "top_logprobs_num": req.top_logprobs_num,
+                "return_text_in_logprobs": req.return_text_in_logprobs,
+            }
         if req.stream:  # SGLang's own chunks, passed through
-            events = (of.sse(c) async for c in gw.stream(task, req.input_ids, params, trace))
+            events = (of.sse(c) async for c in gw.stream(task, req.input_ids, params, trace, extra))
             return await _sse_response(request, _with_done(events))
-        return _json(await gw.run(task, req.input_ids, params, trace))
+        return _json(await gw.run(task, req.input_ids, params, trace, extra))
 
     app = web.Application(middlewares=[api], client_max_size=config.max_body_bytes)
     app[GATEWAY] = gw

@@ -49,6 +49,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_body_bytes: int = 4 * 1024 * 1024
     max_prompt_tokens: int | None = None  # longer prompts get a 400 before any server sees them
     max_concurrency: int = 256  # requests in flight; past it a 429
+    max_n: int = 8  # choices per request (each is its own PD request)
     api_keys: list[str] = []  # if set, /v1/* and /generate need "Authorization: Bearer KEY"
     admin_token: str | None = None  # enables /admin/* (join, drain, remove workers)
     # hosts that workers may be registered on (no requests to arbitrary addresses via the admin API)

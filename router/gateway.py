@@ -13,9 +13,9 @@ import aiohttp
 from aiohttp import web
 
 from router import health
-from router import protocol as p
 from router.config import GatewayConfig
 from router.metrics import GatewayMetrics
+from router.openai_format import merge
 from router.pd import LegTimeouts, UpstreamError, generate, generate_stream, pd_body
 from router.pools import DecodePool, Pool, PrefillPool
 from router.tokenizer import TaskTokenizer
@@ -72,7 +72,7 @@ class Gateway:
     def decode_pools(self) -> list[DecodePool]:
         return [
             self.shared_decode,
-            *{id(p): p for p in self.decode.values() if p is not self.shared_decode}.values(),
+            *{id(pool): pool for pool in self.decode.values() if pool is not self.shared_decode}.values(),
         ]
 
     async def startup(self, _app: web.Application) -> None:
@@ -113,27 +113,6 @@ class Gateway:
                 code="model_not_found",
             )
         return model
-
-    def sampling_params(self, task: str, req: p.SamplingFields) -> dict[str, Any]:
-        max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-        if max_tokens is not None and max_tokens < 1:
-            raise ApiError(400, "max_tokens must be at least 1", param="max_tokens")
-        if req.n != 1:
-            raise ApiError(400, "only n=1 is supported", param="n")
-        params: dict[str, Any] = {
-            "max_new_tokens": max_tokens if max_tokens is not None else 128,
-            "stop_token_ids": self.tokenizers[task].stop_token_ids,
-            "temperature": 1.0 if req.temperature is None else req.temperature,
-        }
-        if req.top_p is not None:
-            params["top_p"] = req.top_p
-        if req.stop:
-            params["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
-        if req.seed is not None:
-            params["sampling_seed"] = req.seed
-        if req.ignore_eos:
-            params["ignore_eos"] = True
-        return params
 
     def leg_timeouts(self, params: dict[str, Any]) -> LegTimeouts:
         t = self.config.timeouts
@@ -192,7 +171,12 @@ class Gateway:
                 log.warning("%s worker %s refused a connection: out of the pool", name, url)
 
     async def run(
-        self, task: str, input_ids: list[int], params: dict[str, Any], trace: Trace
+        self,
+        task: str,
+        input_ids: list[int],
+        params: dict[str, Any],
+        trace: Trace,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         assert self.session is not None
         start, timeouts = time.monotonic(), self.leg_timeouts(params)
@@ -200,7 +184,7 @@ class Gateway:
             try:
                 async with self.pair(task, input_ids, params, trace) as (prefill, decode):
                     rid = trace.sglang_rid()
-                    body = pd_body(prefill, rid, input_ids, params)
+                    body = pd_body(prefill, rid, input_ids, params, extra)
                     out = await generate(self.session, prefill, decode, body, rid, timeouts)
                 break
             except ApiError as err:
@@ -211,8 +195,41 @@ class Gateway:
         self.metrics.observe_done(task, meta, time.monotonic() - start)
         return out
 
+    async def run_n(
+        self,
+        task: str,
+        input_ids: list[int],
+        choices: list[dict[str, Any]],
+        trace: Trace,
+        extra: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One answer per choice; a failed choice cancels the others (aborting their legs)."""
+        if len(choices) == 1:
+            return [await self.run(task, input_ids, choices[0], trace, extra)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                jobs = [group.create_task(self.run(task, input_ids, c, trace, extra)) for c in choices]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure (an ApiError), as for n=1
+        return [job.result() for job in jobs]
+
+    def stream_n(
+        self,
+        task: str,
+        input_ids: list[int],
+        choices: list[dict[str, Any]],
+        trace: Trace,
+        extra: dict[str, Any] | None = None,
+    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        return merge([self.stream(task, input_ids, c, trace, extra) for c in choices])
+
     async def stream(
-        self, task: str, input_ids: list[int], params: dict[str, Any], trace: Trace
+        self,
+        task: str,
+        input_ids: list[int],
+        params: dict[str, Any],
+        trace: Trace,
+        extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         assert self.session is not None
         start, first_at, meta = time.monotonic(), None, {}
@@ -221,7 +238,7 @@ class Gateway:
             try:
                 async with self.pair(task, input_ids, params, trace) as (prefill, decode):
                     rid = trace.sglang_rid()
-                    body = pd_body(prefill, rid, input_ids, params)
+                    body = pd_body(prefill, rid, input_ids, params, extra)
                     chunks = generate_stream(self.session, prefill, decode, body, rid, timeouts)
                     try:
                         async for chunk in chunks:

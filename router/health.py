@@ -17,7 +17,7 @@ async def probe(session: aiohttp.ClientSession, url: str, timeout_s: float) -> b
     try:
         async with session.get(f"{url}/health", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             return resp.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 
@@ -51,7 +51,7 @@ async def server_tokens(session: aiohttp.ClientSession, url: str, timeout_s: flo
                 return None
             loads = (await resp.json(content_type=None))["loads"]
             return float(sum(rank["num_total_tokens"] for rank in loads))
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+    except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError):
         return None
 
 

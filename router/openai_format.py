@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,48 +34,164 @@ def sse(obj: Any) -> bytes:
     return b"data: " + msgspec.json.encode(obj) + b"\n\n"
 
 
-async def _deltas(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """SGLang streams the whole text so far in each chunk; OpenAI clients want what is new."""
-    sent = ""
-    async for chunk in chunks:
+async def merge(streams: list[AsyncIterator[dict[str, Any]]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """The chunks of n streams as they come, tagged with their choice index. A failure in one
+    stream ends all of them (closing a stream aborts its PD legs)."""
+    if len(streams) == 1:
+        async for chunk in streams[0]:
+            yield 0, chunk
+        return
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    done = object()
+
+    async def pump(index: int, stream: AsyncIterator[dict[str, Any]]) -> None:
+        try:
+            async for chunk in stream:
+                await queue.put((index, chunk))
+            await queue.put((index, done))
+        except Exception as err:  # noqa: BLE001 (handed to the consumer, which raises it)
+            await queue.put((index, err))
+
+    pumps = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        live = len(streams)
+        while live:
+            index, item = await queue.get()
+            if item is done:
+                live -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _logprob_entries(meta: dict[str, Any], start: int) -> list[tuple[str, float, list]]:
+    """(token text, logprob, top [(logprob, id, text)]) per output token from `start`; SGLang keeps
+    these lists whole in every streamed chunk (with return_text_in_logprobs)."""
+    tokens = meta.get("output_token_logprobs") or []
+    tops = meta.get("output_top_logprobs") or []
+    return [
+        (text or "", logprob, (tops[i] if i < len(tops) and tops[i] else []))
+        for i, (logprob, _id, text) in enumerate(tokens[start:], start)
+    ]
+
+
+def chat_logprobs(meta: dict[str, Any], start: int = 0) -> p.ChatLogprobs:
+    def top(entry: list) -> p.TopLogprob:
+        text = entry[2] or ""
+        return p.TopLogprob(text, entry[0], list(text.encode()))
+
+    return p.ChatLogprobs(
+        [
+            p.TokenLogprob(text, logprob, list(text.encode()), [top(e) for e in tops])
+            for text, logprob, tops in _logprob_entries(meta, start)
+        ]
+    )
+
+
+def completion_logprobs(meta: dict[str, Any], start: int = 0, offset: int = 0) -> p.CompletionLogprobs:
+    out = p.CompletionLogprobs([], [], [], [])
+    for text, logprob, tops in _logprob_entries(meta, start):
+        out.tokens.append(text)
+        out.token_logprobs.append(logprob)
+        out.top_logprobs.append({(e[2] or ""): e[0] for e in tops})  # type: ignore[union-attr]
+        out.text_offset.append(offset)
+        offset += len(text)
+    return out
+
+
+def logprob_count(meta: dict[str, Any]) -> int:
+    return len(meta.get("output_token_logprobs") or [])
+
+
+class _Choices:
+    """Per choice: the text and logprobs sent so far (SGLang streams the whole text in each
+    chunk; OpenAI clients want what is new) and the latest meta_info."""
+
+    def __init__(self, n: int) -> None:
+        self.sent = [""] * n
+        self.logprobs_sent = [0] * n
+        self.meta: list[dict[str, Any]] = [{} for _ in range(n)]
+
+    def new_logprobs_from(self, index: int) -> int:
+        """Where this chunk's new logprob entries start; marks them sent."""
+        start, self.logprobs_sent[index] = self.logprobs_sent[index], logprob_count(self.meta[index])
+        return start
+
+    def delta(self, index: int, chunk: dict[str, Any]) -> str:
         text = chunk.get("text", "")
-        delta, sent = text[len(sent) :], text
-        yield delta, chunk.get("meta_info", {})
+        delta, self.sent[index] = text[len(self.sent[index]) :], text
+        self.meta[index] = chunk.get("meta_info", self.meta[index])
+        return delta
+
+
+def usage_n(metas: list[dict[str, Any]]) -> p.Usage:
+    """n choices of one prompt: the prompt counted once, the completions summed."""
+    first = usage(metas[0])
+    completion = sum(m.get("completion_tokens", 0) for m in metas)
+    first.completion_tokens, first.total_tokens = completion, first.prompt_tokens + completion
+    return first
 
 
 async def chat_events(
-    chunks: AsyncIterator[dict[str, Any]], model: str, include_usage: bool
+    chunks: AsyncIterator[tuple[int, dict[str, Any]]],
+    model: str,
+    include_usage: bool,
+    n: int = 1,
+    logprobs: bool = False,
 ) -> AsyncIterator[bytes]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: p.Delta, reason: str | None = None) -> bytes:
-        return sse(p.ChatChunk(cid, created, model, [p.ChatChunkChoice(0, delta, reason)]))
+    def chunk(
+        index: int, delta: p.Delta, reason: str | None = None, lp: p.ChatLogprobs | None = None
+    ) -> bytes:
+        return sse(p.ChatChunk(cid, created, model, [p.ChatChunkChoice(index, delta, reason, lp)]))
 
-    meta: dict[str, Any] = {}
-    first = True
-    async for delta, chunk_meta in _deltas(chunks):
-        meta = chunk_meta
-        if first:
-            yield chunk(p.Delta(role="assistant", content=""))
-            first = False
-        if delta:
-            yield chunk(p.Delta(content=delta))
-    yield chunk(p.Delta(), finish_reason(meta))
+    choices, started = _Choices(n), [False] * n
+    async for index, raw in chunks:
+        delta = choices.delta(index, raw)
+        if not started[index]:
+            yield chunk(index, p.Delta(role="assistant", content=""))
+            started[index] = True
+        lp = chat_logprobs(choices.meta[index], choices.new_logprobs_from(index)) if logprobs else None
+        if delta or (lp and lp.content):
+            yield chunk(index, p.Delta(content=delta), lp=lp)
+    for index in range(n):
+        yield chunk(index, p.Delta(), finish_reason(choices.meta[index]))
     if include_usage:
-        yield sse(p.ChatChunk(cid, created, model, [], usage(meta)))
+        yield sse(p.ChatChunk(cid, created, model, [], usage_n(choices.meta)))
     yield b"data: [DONE]\n\n"
 
 
 async def completion_events(
-    chunks: AsyncIterator[dict[str, Any]], model: str, include_usage: bool
+    chunks: AsyncIterator[tuple[int, dict[str, Any]]],
+    model: str,
+    include_usage: bool,
+    n: int = 1,
+    logprobs: bool = False,
 ) -> AsyncIterator[bytes]:
     cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    meta: dict[str, Any] = {}
-    async for delta, chunk_meta in _deltas(chunks):
-        meta = chunk_meta
-        if delta:
-            yield sse(p.CompletionChunk(cid, created, model, [p.CompletionChoice(0, delta, None)]))
-    yield sse(p.CompletionChunk(cid, created, model, [p.CompletionChoice(0, "", finish_reason(meta))]))
+
+    def chunk(
+        index: int, text: str, reason: str | None = None, lp: p.CompletionLogprobs | None = None
+    ) -> bytes:
+        return sse(p.CompletionChunk(cid, created, model, [p.CompletionChoice(index, text, reason, lp)]))
+
+    choices = _Choices(n)
+    async for index, raw in chunks:
+        offset = len(choices.sent[index])
+        delta = choices.delta(index, raw)
+        lp = None
+        if logprobs:
+            lp = completion_logprobs(choices.meta[index], choices.new_logprobs_from(index), offset)
+        if delta or (lp and lp.tokens):
+            yield chunk(index, delta, lp=lp)
+    for index in range(n):
+        yield chunk(index, "", finish_reason(choices.meta[index]))
     if include_usage:
-        yield sse(p.CompletionChunk(cid, created, model, [], usage(meta)))
+        yield sse(p.CompletionChunk(cid, created, model, [], usage_n(choices.meta)))
     yield b"data: [DONE]\n\n"

@@ -38,8 +38,14 @@ class LegTimeouts:
     answer_s: float  # not streamed: request sent -> the whole answer
 
 
-def pd_body(prefill: PrefillWorker, rid: str, input_ids: list[int], params: dict[str, Any]) -> bytes:
-    """The one body both legs get, encoded once."""
+def pd_body(
+    prefill: PrefillWorker,
+    rid: str,
+    input_ids: list[int],
+    params: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """The one body both legs get, encoded once; `extra`: other request fields (logprobs)."""
     return msgspec.json.encode(
         {
             "input_ids": input_ids,
@@ -48,6 +54,7 @@ def pd_body(prefill: PrefillWorker, rid: str, input_ids: list[int], params: dict
             "bootstrap_host": prefill.bootstrap_host,
             "bootstrap_port": prefill.bootstrap_port,
             "bootstrap_room": random.getrandbits(63),
+            **(extra or {}),
         }
     )
 
@@ -92,7 +99,7 @@ async def abort(session: aiohttp.ClientSession, server_url: str, rid: str) -> No
             f"{server_url}/abort_request", json={"rid": rid}, timeout=aiohttp.ClientTimeout(total=5)
         ):
             pass
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         pass
 
 

@@ -27,6 +27,8 @@ class SamplingFields(msgspec.Struct, kw_only=True):
     stream_options: StreamOptions | None = None
     n: int = 1
     ignore_eos: bool = False  # SGLang's (and vLLM's) extension: generate exactly max_tokens
+    logprobs: bool | int | None = None  # chat: true/false; completions: how many top tokens
+    top_logprobs: int | None = None  # chat: how many top tokens per position (with logprobs=true)
 
 
 class ChatRequest(SamplingFields, kw_only=True):
@@ -46,6 +48,9 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     input_ids: list[int]
     sampling_params: dict[str, Any] = {}
     stream: bool = False
+    return_logprob: bool = False
+    top_logprobs_num: int = 0
+    return_text_in_logprobs: bool = False
 
 
 class PromptTokensDetails(msgspec.Struct):
@@ -64,10 +69,35 @@ class ChatChoiceMessage(msgspec.Struct):
     content: str
 
 
+class TopLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(msgspec.Struct):
+    content: list[TokenLogprob]
+
+
+class CompletionLogprobs(msgspec.Struct):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
 class ChatChoice(msgspec.Struct):
     index: int
     message: ChatChoiceMessage
     finish_reason: str | None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatResponse(msgspec.Struct):
@@ -83,6 +113,7 @@ class CompletionChoice(msgspec.Struct):
     index: int
     text: str
     finish_reason: str | None
+    logprobs: CompletionLogprobs | None = None
 
 
 class CompletionResponse(msgspec.Struct):
@@ -126,6 +157,7 @@ class ChatChunkChoice(msgspec.Struct):
     index: int
     delta: Delta
     finish_reason: str | None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatChunk(msgspec.Struct):

@@ -95,3 +95,21 @@ class SunReference:
         return sun_generate(
             self.prefill, self.decode, prompts, max_new_tokens, self.stop_token_ids, self.pad_id
         )
+
+
+@torch.no_grad()
+def sun_logprobs(
+    prefill: PreTrainedModel, decode: PreTrainedModel, prompt: Sequence[int], output: Sequence[int]
+) -> list[float]:
+    """The log-probability of each output token under SUN serving: the first from the prefill
+    module's last prompt position, each later one from the decode module on the prefill KV."""
+    ids = torch.tensor([list(prompt)])
+    out = prefill(input_ids=ids, use_cache=True)
+    logps = [torch.log_softmax(out.logits[0, -1].float(), -1)[output[0]].item()]
+    if len(output) > 1:
+        follow = torch.tensor([list(output[:-1])])
+        positions = torch.arange(len(prompt), len(prompt) + len(output) - 1)[None]
+        rest = decode(input_ids=follow, position_ids=positions, past_key_values=out.past_key_values).logits
+        table = torch.log_softmax(rest[0].float(), -1)
+        logps += [table[i, token].item() for i, token in enumerate(output[1:])]
+    return logps

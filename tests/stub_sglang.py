@@ -43,10 +43,11 @@ def stub_app(state: StubState) -> web.Application:
             if state.peer and body["bootstrap_room"] in state.peer.rooms_done:
                 n = body["sampling_params"].get("max_new_tokens", 4)
                 await asyncio.sleep(state.delay_s)
+                top = body.get("top_logprobs_num", 0) if body.get("return_logprob") else None
                 if body.get("stream"):
-                    return await _stream(request, len(ids), n, state.stall_after)
+                    return await _stream(request, len(ids), n, state.stall_after, top)
                 return web.json_response(
-                    {"text": "A" * n, "output_ids": [65] * n, "meta_info": _meta(len(ids), n)}
+                    {"text": "A" * n, "output_ids": [65] * n, "meta_info": _meta(len(ids), n, top)}
                 )
             await asyncio.sleep(0.01)
         return web.json_response({"error": {"message": "bootstrap timeout"}}, status=500)
@@ -84,7 +85,7 @@ def stub_app(state: StubState) -> web.Application:
 
 
 async def _stream(
-    request: web.Request, prompt_tokens: int, n: int, stall_after: int | None
+    request: web.Request, prompt_tokens: int, n: int, stall_after: int | None, top: int | None
 ) -> web.StreamResponse:
     """SGLang's streaming shape: every chunk carries the whole text so far."""
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -92,15 +93,22 @@ async def _stream(
     for k in range(1, n + 1):
         if stall_after is not None and k > stall_after:
             await asyncio.sleep(3600)
-        chunk = {"text": "A" * k, "output_ids": [65] * k, "meta_info": _meta(prompt_tokens, k)}
+        chunk = {"text": "A" * k, "output_ids": [65] * k, "meta_info": _meta(prompt_tokens, k, top)}
         await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")
     return resp
 
 
-def _meta(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
+def _meta(prompt_tokens: int, completion_tokens: int, top: int | None = None) -> dict[str, Any]:
+    """SGLang's meta_info; with logprobs (top = top_logprobs_num): token k has logprob -0.1 * (k+1)
+    and its top list is "A" then "B", "C", ... each 1.0 lower."""
+    meta: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "finish_reason": {"type": "length", "length": completion_tokens},
     }
+    if top is not None:
+        lps = [-0.1 * (k + 1) for k in range(completion_tokens)]
+        meta["output_token_logprobs"] = [[lp, 65, "A"] for lp in lps]
+        meta["output_top_logprobs"] = [[[lp - j, 65 + j, chr(65 + j)] for j in range(top)] for lp in lps]
+    return meta

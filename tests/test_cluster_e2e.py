@@ -109,6 +109,26 @@ def test_served_evaluation_equals_offline_evaluation(cluster: Cluster) -> None:
     assert served.accuracy > evaluate_offline(base, base, test).accuracy
 
 
+def test_logprobs_come_from_the_module_that_chose_each_token(prompts, cluster: Cluster) -> None:
+    """The first token's logprob is the prefill module's (shipped with the KV), later ones the
+    decode module's: both equal the SUN reference, and the first differs from the base's own."""
+    from sun_sglang.reference import load_model, sun_logprobs
+
+    body = {
+        "model": "math",
+        "input_ids": prompts["math"][0],
+        "sampling_params": {"max_new_tokens": 6, "temperature": 0},
+        "return_logprob": True,
+    }
+    out = post(f"{cluster.gateway_url}/generate", body)
+    served = [entry[0] for entry in out["meta_info"]["output_token_logprobs"]]
+    prefill, base = load_model(str(prepare(TASKS["math"]))), load_model(str(prepare("smollm2-135m")))
+    want = sun_logprobs(prefill, base, prompts["math"][0], out["output_ids"])
+    assert served == pytest.approx(want, abs=2e-3)
+    base_first = sun_logprobs(base, base, prompts["math"][0], out["output_ids"][:1])[0]
+    assert abs(base_first - served[0]) > 1e-2
+
+
 def test_chat_completions_match_reference_text(expected, cluster: Cluster) -> None:
     from transformers import AutoTokenizer
 

@@ -56,3 +56,15 @@ def test_stop_token_ends_row_and_is_kept(tiny_base: Path) -> None:
     stop = free[3]
     got = sun_generate(ref.prefill, ref.decode, PROMPTS[:1], 8, stop_token_ids=[stop])[0]
     assert got == free[: free.index(stop) + 1]
+
+
+def test_sun_logprobs_with_one_model_are_the_plain_forward(tiny_base: Path) -> None:
+    from sun_sglang.reference import load_model, sun_logprobs
+
+    model = load_model(str(tiny_base))
+    prompt, output = [5, 6, 7, 8], [9, 10, 11]
+    got = sun_logprobs(model, model, prompt, output)
+    with torch.no_grad():
+        table = torch.log_softmax(model(input_ids=torch.tensor([prompt + output])).logits[0], -1)
+    want = [table[len(prompt) - 1 + i, t].item() for i, t in enumerate(output)]
+    assert got == pytest.approx(want, abs=1e-5)

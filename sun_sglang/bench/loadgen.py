@@ -82,7 +82,7 @@ async def send(
                     details = usage.get("prompt_tokens_details") or {}
                     rec.cached_tokens = details.get("cached_tokens") or 0
         rec.latency_s = time.perf_counter() - t0
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as err:
         rec.error = f"{type(err).__name__}: {err}"
     return rec
 

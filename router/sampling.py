@@ -1,0 +1,63 @@
+"""OpenAI sampling fields -> SGLang sampling parameters, one set per requested choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router import protocol as p
+from router.gateway import ApiError
+
+
+def sampling_params(req: p.SamplingFields, stop_token_ids: list[int], max_n: int) -> dict[str, Any]:
+    max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    if max_tokens is not None and max_tokens < 1:
+        raise ApiError(400, "max_tokens must be at least 1", param="max_tokens")
+    if not 1 <= req.n <= max_n:
+        raise ApiError(400, f"n must be between 1 and {max_n}", param="n")
+    params: dict[str, Any] = {
+        "max_new_tokens": max_tokens if max_tokens is not None else 128,
+        "stop_token_ids": stop_token_ids,
+        "temperature": 1.0 if req.temperature is None else req.temperature,
+    }
+    if req.top_p is not None:
+        params["top_p"] = req.top_p
+    if req.stop:
+        params["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+    if req.seed is not None:
+        params["sampling_seed"] = req.seed
+    if req.ignore_eos:
+        params["ignore_eos"] = True
+    return params
+
+
+def choice_params(req: p.SamplingFields, stop_token_ids: list[int], max_n: int) -> list[dict[str, Any]]:
+    """Parameters for each of the n choices: n independent PD requests (a given seed becomes seed,
+    seed + 1, ...: the choices differ yet stay reproducible)."""
+    params = sampling_params(req, stop_token_ids, max_n)
+    choices = [dict(params) for _ in range(req.n)]
+    if req.seed is not None:
+        for i, choice in enumerate(choices):
+            choice["sampling_seed"] = req.seed + i
+    return choices
+
+
+MAX_TOP_LOGPROBS = 20
+
+
+def logprob_fields(req: p.SamplingFields, chat: bool) -> dict[str, Any]:
+    """SGLang request fields (beside sampling_params) for OpenAI's logprobs options; {} if off."""
+    if chat:
+        if req.top_logprobs is not None and req.logprobs is not True:
+            raise ApiError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
+        if req.logprobs not in (None, True, False):
+            raise ApiError(400, "logprobs must be true or false", param="logprobs")
+        wanted, top = req.logprobs is True, req.top_logprobs or 0
+    else:
+        if isinstance(req.logprobs, bool):
+            raise ApiError(400, "logprobs must be an integer (top tokens per position)", param="logprobs")
+        wanted, top = req.logprobs is not None, req.logprobs or 0
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise ApiError(400, f"top logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs")
+    if not wanted:
+        return {}
+    return {"return_logprob": True, "top_logprobs_num": top, "return_text_in_logprobs": True}
