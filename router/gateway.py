@@ -16,10 +16,11 @@ from router import health
 from router.config import GatewayConfig
 from router.metrics import GatewayMetrics
 from router.openai_format import merge
-from router.pd import LegTimeouts, UpstreamError, generate, generate_stream, pd_body
+from router.pd import Clients, LegTimeouts, UpstreamError, generate, generate_stream, pd_body
 from router.pools import DecodePool, Pool, PrefillPool
 from router.tokenizer import TaskTokenizer
 from router.trace import AccessLog, Trace
+from router.upstream import UpstreamPool
 
 log = logging.getLogger("router")
 
@@ -58,22 +59,17 @@ class Gateway:
         self.in_flight = 0
         self.access_log: AccessLog | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.clients: Clients | None = None
         self._background: list[asyncio.Task] = []
 
     @property
     def pools(self) -> list[tuple[str, Pool]]:
-        pools: list[tuple[str, Pool]] = [(f"prefill:{name}", pool) for name, pool in self.prefill.items()]
-        pools.append(("decode", self.shared_decode))
-        pools += [
-            (f"decode:{name}", pool) for name, pool in self.decode.items() if pool is not self.shared_decode
-        ]
-        return pools
+        prefill = [(f"prefill:{n}", pool) for n, pool in self.prefill.items()]
+        own = [(f"decode:{n}", pool) for n, pool in self.decode.items() if pool is not self.shared_decode]
+        return [*prefill, ("decode", self.shared_decode), *own]
 
-    def decode_pools(self) -> list[DecodePool]:
-        return [
-            self.shared_decode,
-            *{id(pool): pool for pool in self.decode.values() if pool is not self.shared_decode}.values(),
-        ]
+    def decode_pools(self) -> list[Pool]:
+        return [pool for name, pool in self.pools if name.startswith("decode")]
 
     async def startup(self, _app: web.Application) -> None:
         t = self.config.timeouts
@@ -83,6 +79,7 @@ class Gateway:
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
         )
+        self.clients = Clients(UpstreamPool(t.connect_s), self.session)
         if self.config.access_log:
             self.access_log = AccessLog(self.config.access_log, self.config.access_log_flush_s)
             await self.access_log.start()
@@ -99,6 +96,8 @@ class Gateway:
     async def cleanup(self, _app: web.Application) -> None:
         for task in self._background:
             task.cancel()
+        if self.clients:
+            self.clients.legs.close()
         if self.session:
             await self.session.close()
         if self.access_log:
@@ -178,14 +177,14 @@ class Gateway:
         trace: Trace,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        assert self.session is not None
+        assert self.clients is not None
         start, timeouts = time.monotonic(), self.leg_timeouts(params)
         for attempt in range(1 + self.config.retries):
             try:
                 async with self.pair(task, input_ids, params, trace) as (prefill, decode):
                     rid = trace.sglang_rid()
                     body = pd_body(prefill, rid, input_ids, params, extra)
-                    out = await generate(self.session, prefill, decode, body, rid, timeouts)
+                    out = await generate(self.clients, prefill, decode, body, rid, timeouts)
                 break
             except ApiError as err:
                 if not err.retry or attempt == self.config.retries:
@@ -231,7 +230,7 @@ class Gateway:
         trace: Trace,
         extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        assert self.session is not None
+        assert self.clients is not None
         start, first_at, meta = time.monotonic(), None, {}
         timeouts, trace.stream = self.leg_timeouts(params), True
         for attempt in range(1 + self.config.retries):
@@ -239,7 +238,7 @@ class Gateway:
                 async with self.pair(task, input_ids, params, trace) as (prefill, decode):
                     rid = trace.sglang_rid()
                     body = pd_body(prefill, rid, input_ids, params, extra)
-                    chunks = generate_stream(self.session, prefill, decode, body, rid, timeouts)
+                    chunks = generate_stream(self.clients, prefill, decode, body, rid, timeouts)
                     try:
                         async for chunk in chunks:
                             if first_at is None:

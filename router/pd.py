@@ -15,9 +15,9 @@ import aiohttp
 import msgspec
 
 from router.config import PrefillWorker
+from router.upstream import Refused, Response, UpstreamPool
 
 T = TypeVar("T")
-_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class UpstreamError(Exception):
@@ -29,6 +29,12 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.status = status
         self.unreachable = unreachable
+
+
+@dataclass(frozen=True)
+class Clients:
+    legs: UpstreamPool  # the /generate legs
+    session: aiohttp.ClientSession  # aborts
 
 
 @dataclass(frozen=True)
@@ -64,31 +70,27 @@ def _streamed(body: bytes) -> bytes:
     return body[:-1] + b',"stream":true}'
 
 
-async def _raise_for_status(url: str, resp: aiohttp.ClientResponse) -> None:
+async def _raise_for_status(server: str, resp: Response) -> None:
     if resp.status == 200:
         return
-    text = await resp.text(errors="replace")
+    text = (await resp.read()).decode(errors="replace")
     try:
         message = msgspec.json.decode(text).get("error", {}).get("message") or text
     except (msgspec.DecodeError, AttributeError):
         message = text
-    raise UpstreamError(f"{url}: HTTP {resp.status}: {str(message)[:500]}", resp.status)
+    raise UpstreamError(f"{server}: HTTP {resp.status}: {str(message)[:500]}", resp.status)
 
 
-def _server(url: str) -> str:
-    return url.rsplit("/", 1)[0]
-
-
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> aiohttp.ClientResponse:
+async def _post(legs: UpstreamPool, server: str, body: bytes) -> Response:
     try:
-        return await session.post(url, data=body, headers=_JSON_HEADERS)
-    except aiohttp.ClientConnectorError as err:
-        raise UpstreamError(f"{_server(url)} refused the connection: {err}", 502, _server(url)) from err
+        return await legs.post(server, "/generate", body)
+    except Refused as err:
+        raise UpstreamError(str(err), 502, server) from err
 
 
-async def _post_read(session: aiohttp.ClientSession, url: str, body: bytes) -> bytes:
-    async with await _post(session, url, body) as resp:
-        await _raise_for_status(url, resp)
+async def _post_read(legs: UpstreamPool, server: str, body: bytes) -> bytes:
+    async with await _post(legs, server, body) as resp:
+        await _raise_for_status(server, resp)
         return await resp.read()
 
 
@@ -116,8 +118,8 @@ async def _abort_pending(
 def _reraise_as_upstream(err: BaseException, what: str) -> NoReturn:
     if isinstance(err, TimeoutError):
         raise UpstreamError(f"timed out waiting for {what}", 504) from err
-    if isinstance(err, aiohttp.ClientError):
-        raise UpstreamError(f"server unreachable: {err!r}") from err
+    if isinstance(err, (ConnectionError, OSError)):
+        raise UpstreamError(f"server unreachable or connection lost: {err!r}") from err
     raise err
 
 
@@ -155,7 +157,7 @@ async def _unless_failed(awaitable: Awaitable[T], prefill_leg: asyncio.Task) -> 
 
 
 async def generate(
-    session: aiohttp.ClientSession,
+    clients: Clients,
     prefill: PrefillWorker,
     decode_url: str,
     body: bytes,
@@ -163,22 +165,22 @@ async def generate(
     timeouts: LegTimeouts,
 ) -> dict[str, Any]:
     """One disaggregated request; the decode server's JSON answer."""
-    prefill_leg = asyncio.create_task(_post_read(session, f"{prefill.url}/generate", body))
+    prefill_leg = asyncio.create_task(_post_read(clients.legs, prefill.url, body))
     decode_done = False
     try:
         async with asyncio.timeout(timeouts.answer_s):
-            answer = await _unless_failed(_post_read(session, f"{decode_url}/generate", body), prefill_leg)
+            answer = await _unless_failed(_post_read(clients.legs, decode_url, body), prefill_leg)
             decode_done = True
             await prefill_leg
         return msgspec.json.decode(answer)
     except BaseException as err:
         legs = [(prefill_leg, prefill.url)] + ([] if decode_done else [(None, decode_url)])
-        await _abort_pending(session, legs, rid)
+        await _abort_pending(clients.session, legs, rid)
         _reraise_as_upstream(err, "the answer")
 
 
 async def generate_stream(
-    session: aiohttp.ClientSession,
+    clients: Clients,
     prefill: PrefillWorker,
     decode_url: str,
     body: bytes,
@@ -187,16 +189,16 @@ async def generate_stream(
 ) -> AsyncIterator[dict[str, Any]]:
     """One disaggregated request, streamed: yields the decode server's chunks (cumulative text and
     output ids, meta_info). Closing the iterator early (client gone) aborts both legs."""
-    prefill_leg = asyncio.create_task(_post_read(session, f"{prefill.url}/generate", body))
+    prefill_leg = asyncio.create_task(_post_read(clients.legs, prefill.url, body))
     finished = False
-    resp: aiohttp.ClientResponse | None = None
+    resp: Response | None = None
+    lines: AsyncIterator[bytes] | None = None
     budget, what = timeouts.first_token_s, "the first token"
     try:
         async with asyncio.timeout(budget):
-            decode_leg = _post(session, f"{decode_url}/generate", _streamed(body))
-            resp = await _unless_failed(decode_leg, prefill_leg)
+            resp = await _unless_failed(_post(clients.legs, decode_url, _streamed(body)), prefill_leg)
             await _raise_for_status(decode_url, resp)
-        lines = resp.content.__aiter__()
+        lines = resp.lines()
         while True:
             try:
                 # Only the wait upstream is timed, never the write to a slow client.
@@ -219,7 +221,9 @@ async def generate_stream(
     except BaseException as err:
         _reraise_as_upstream(err, what)
     finally:
+        if lines is not None:
+            await lines.aclose()  # type: ignore[attr-defined]
         if resp is not None:
             resp.release()
         if not finished:
-            await _abort_pending(session, [(prefill_leg, prefill.url), (None, decode_url)], rid)
+            await _abort_pending(clients.session, [(prefill_leg, prefill.url), (None, decode_url)], rid)
