@@ -47,6 +47,40 @@ def _measure(mode: str, base: str, batch_size: int, steps: int) -> dict:
     }
 
 
+def measure_both(base_name: str, batch_size: int, steps: int) -> dict[str, dict]:
+    """Full fine-tuning and SUN, each in a fresh process (peak RSS is per process)."""
+    rows = {}
+    for mode in ("full", "sun"):
+        argv = [sys.executable, "-m", "sun_sglang.bench.train_step", "--child", mode]
+        argv += ["--base", base_name, "--batch-size", str(batch_size), "--steps", str(steps)]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+        rows[mode] = json.loads(out.strip().splitlines()[-1])
+    return rows
+
+
+def report(rows: dict[str, dict], base_name: str, batch_size: int, steps: int) -> str:
+    lines = [
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+        f" ({torch.get_num_threads()} threads), {base_name} float32, batch {batch_size},"
+        f" bb_2digit_addition chats; median of {steps - 1} steps after one warm-up",
+        "",
+        "| mode | step (s) | tokens/s | peak RSS (GiB) | RSS after loading (GiB) | trainable params (M) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, r in rows.items():
+        lines.append(
+            f"| {mode} | {r['step_s']:.2f} | {r['tokens_per_s']:.0f} | {r['peak_rss_gib']:.2f} |"
+            f" {r['rss_after_load_gib']:.2f} | {r['trainable_params_m']:.1f} |"
+        )
+    sun, full = rows["sun"], rows["full"]
+    lines += [
+        "",
+        f"SUN / full fine-tuning: step time {sun['step_s'] / full['step_s']:.2f}x,"
+        f" peak memory {sun['peak_rss_gib'] / full['peak_rss_gib']:.2f}x.",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", default="smollm2-135m")
@@ -54,32 +88,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--child", choices=["sun", "full"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    base = str(prepare(args.base))
     if args.child:
-        print(json.dumps(_measure(args.child, base, args.batch_size, args.steps)))
+        print(json.dumps(_measure(args.child, str(prepare(args.base)), args.batch_size, args.steps)))
         return
-    print(
-        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-        f" ({torch.get_num_threads()} threads), {args.base} float32, batch {args.batch_size},"
-        f" bb_2digit_addition chats; median of {args.steps - 1} steps after one warm-up"
-    )
-    header = ("mode", "step s", "tok/s", "peak RSS GiB", "after load", "trainable M")
-    print("{:6s} {:>8s} {:>8s} {:>13s} {:>11s} {:>12s}".format(*header))
-    rows = {}
-    for mode in ("full", "sun"):
-        argv = [sys.executable, "-m", "sun_sglang.bench.train_step", "--child", mode]
-        argv += ["--base", args.base, "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
-        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-        r = rows[mode] = json.loads(out.strip().splitlines()[-1])
-        print(
-            f"{mode:6s} {r['step_s']:8.2f} {r['tokens_per_s']:8.0f} {r['peak_rss_gib']:13.2f}"
-            f" {r['rss_after_load_gib']:11.2f} {r['trainable_params_m']:12.1f}"
-        )
-    sun, full = rows["sun"], rows["full"]
-    print(
-        f"SUN / full: step time {sun['step_s'] / full['step_s']:.2f}x,"
-        f" peak memory {sun['peak_rss_gib'] / full['peak_rss_gib']:.2f}x"
-    )
+    prepare(args.base)
+    rows = measure_both(args.base, args.batch_size, args.steps)
+    print(report(rows, args.base, args.batch_size, args.steps))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import msgspec
 import torch
 
 from sun_sglang import tasks
+from sun_sglang.bench import train_step
 from sun_sglang.eval import evaluate_offline
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
@@ -58,9 +59,14 @@ def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> di
     }
     paths = {"base": base, "full": str(work / task / "full"), "sun": str(work / task / "sun")}
     train_set, test = tasks.split(tasks.load(task), args.seed, args.n_test)
-    accuracy = {}
+    # Accuracies are kept beside the models, keyed by the training records they were measured on.
+    cache_file, key = work / task / "accuracy.json", json.dumps(records, sort_keys=True)
+    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    accuracy = cached.get("accuracy", {}) if cached.get("key") == key else {}
     for name, (prefill, decode) in CONFIGS.items():
-        accuracy[name] = evaluate_offline(paths[prefill], paths[decode], test).accuracy
+        if name not in accuracy:
+            accuracy[name] = evaluate_offline(paths[prefill], paths[decode], test).accuracy
+            cache_file.write_text(json.dumps({"key": key, "accuracy": accuracy}))
         print(f"{task}: {name} {accuracy[name]:.3f}", flush=True)
     return {
         "task": task,
@@ -92,6 +98,33 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n\n" + conditions + "\n"
 
 
+def page(results: list[dict], args: argparse.Namespace, step_report: str | None, seconds: float) -> str:
+    rerun = f"python -m sun_sglang.eval.study --steps {args.steps} --seed {args.seed} --doc docs/ACCURACY.md"
+    parts = [
+        "# Accuracy: SUN beside full fine-tuning, naive composition and the base",
+        "",
+        f"Written by `{rerun}` ({seconds / 60:.0f} min on this machine); rerun it to reproduce.",
+        "",
+        "Per task: full fine-tuning and SUN are trained from the base with the same data, steps,"
+        " batch, learning rate and seed; naive composition is the full fine-tune used as prefill"
+        " module in front of the base (no SUN training). Configurations, as (prefill module, decode"
+        " module): base = (base, base), full FT = (full, full), naive = (full, base), SUN = (SUN"
+        " prefill module, base). Greedy decoding through the SUN reference (prompt through the"
+        " prefill module, first token from its logits, the rest from the decode module on that KV:"
+        " what the servers do, and checked against them in `tests/test_cluster_e2e.py`).",
+        "",
+        table(results, args),
+        "Tasks (`sun_sglang/tasks/data/README.md`): BIG-bench 2-digit addition (answer: a number,"
+        " 2-3 digit tokens); BIG-bench sports understanding (plausible / implausible: a"
+        " classification, the answer word is 3 tokens); reasoning-gym spell_backward (a word"
+        " spelled backward: several tokens). The base model is not instruction-tuned for these"
+        " formats, so its exact-match score is near zero.",
+    ]
+    if step_report:
+        parts += ["", "## One training step: SUN beside full fine-tuning", "", step_report]
+    return "\n".join(parts) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sun_sglang.eval.study")
     ap.add_argument("--tasks", default=",".join(tasks.BUILT_IN))
@@ -103,12 +136,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--work", type=Path, default=home() / "study")
     ap.add_argument("--results", type=Path, help="write the results JSON here too")
+    ap.add_argument("--doc", type=Path, help="write the whole page (docs/ACCURACY.md) here")
+    ap.add_argument("--no-step-bench", action="store_true", help="skip the training-step measurement")
     args = ap.parse_args(argv)
+    start = time.perf_counter()
     base = str(prepare(args.base))
     results = [study_task(task, base, args.work, args) for task in args.tasks.split(",")]
     print(table(results, args))
+    step_report = None
+    if not args.no_step_bench:
+        rows = train_step.measure_both(args.base, args.batch_size, steps=6)
+        step_report = train_step.report(rows, args.base, args.batch_size, steps=6)
+        print(step_report)
     if args.results:
         args.results.write_text(json.dumps({"results": results, "args": vars(args)}, indent=1, default=str))
+    if args.doc:
+        args.doc.write_text(page(results, args, step_report, time.perf_counter() - start))
 
 
 if __name__ == "__main__":
