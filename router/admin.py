@@ -21,7 +21,8 @@ import msgspec
 from aiohttp import web
 
 from router.config import TASK_NAME, PrefillWorker
-from router.gateway import ApiError, Gateway
+from router.errors import ApiError
+from router.gateway import Gateway
 from router.pools import PrefillPool
 from router.tokenizer import TaskTokenizer
 from sun_sglang import compat

@@ -16,7 +16,8 @@ from router import openai_format as of
 from router import protocol as p
 from router.admin import add_admin_routes
 from router.config import GatewayConfig
-from router.gateway import ApiError, Gateway
+from router.errors import ApiError
+from router.gateway import Gateway
 from router.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
 from router.trace import Trace, request_id
 

@@ -14,30 +14,17 @@ from aiohttp import web
 
 from router import health
 from router.config import GatewayConfig
+from router.errors import ApiError
 from router.metrics import GatewayMetrics
 from router.openai_format import merge
 from router.pd import Clients, LegTimeouts, UpstreamError, generate, generate_stream, pd_body
 from router.pools import DecodePool, Pool, PrefillPool
+from router.sampling import check_lengths
 from router.tokenizer import TaskTokenizer
 from router.trace import AccessLog, Trace
 from router.upstream import UpstreamPool
 
 log = logging.getLogger("router")
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        kind: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        retry: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.param, self.code = status, kind, param, code
-        self.retry = retry  # nothing reached the server: another pair may serve the request
 
 
 class Gateway:
@@ -124,13 +111,10 @@ class Gateway:
     ) -> AsyncIterator[tuple]:
         """Choose a prefill and a decode server for this request and account its load on them
         while it runs; upstream failures become 502 ApiErrors."""
-        if not input_ids:
-            raise ApiError(400, "the prompt is empty", param="messages")
-        limit = self.config.max_prompt_tokens
-        if limit is not None and len(input_ids) > limit:
-            raise ApiError(
-                400, f"the prompt has {len(input_ids)} tokens; the limit is {limit}", param="messages"
-            )
+        new_tokens = params.get("max_new_tokens", 128)
+        check_lengths(
+            len(input_ids), new_tokens, self.config.max_prompt_tokens, self.tokenizers[task].context_len
+        )
         if self.in_flight >= self.config.max_concurrency:
             raise ApiError(429, "too many requests in flight; retry later", kind="rate_limit_error")
         prefill_pool, decode_pool = self.prefill[task], self.decode[task]

@@ -13,6 +13,7 @@ class TaskTokenizer:
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.stop_token_ids = sorted(_eos_ids(Path(model_path)) | {self.tokenizer.eos_token_id} - {None})
+        self.context_len = _context_len(Path(model_path))  # prompt + new tokens; None if unknown
 
     def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
         out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
@@ -31,3 +32,10 @@ def _eos_ids(model_path: Path) -> set[int]:
     if eos is None:
         return set()
     return set(eos) if isinstance(eos, list) else {eos}
+
+
+def _context_len(model_path: Path) -> int | None:
+    config = model_path / "config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("max_position_embeddings")
