@@ -111,9 +111,11 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tiny_base: Path, t
 def test_export_is_a_plain_checkpoint_that_passes_the_compatibility_check(
     tiny_base: Path, tmp_path: Path
 ) -> None:
-    trainer = Trainer(_config(tiny_base, tmp_path / "exp", steps=2))
+    trainer = Trainer(_config(tiny_base, tmp_path / "exp", steps=2, save_every=1))
     trainer.run(progress=False)
+    assert trainer.checkpoint_dir.is_dir()
     out = trainer.export()
+    assert not trainer.checkpoint_dir.exists()  # optimizer state is 2x the model: not kept
     loaded = AutoModelForCausalLM.from_pretrained(out)
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k

@@ -16,7 +16,7 @@ from sun_sglang.models import prepare
 from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
 
 
-def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
     d = TrainConfig(base="", task="", out="")
     ap = argparse.ArgumentParser(prog="python -m sun_sglang.train")
     ap.add_argument("--base", default="smollm2-135m", help="a model name (sun_sglang.models) or a folder")
@@ -29,17 +29,18 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    ap.add_argument("--keep-checkpoint", action="store_true", help="keep OUT/checkpoint after export")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = vars(ap.parse_args(argv))
-    resume, threads = args.pop("resume"), args.pop("threads")
+    resume, threads, keep = args.pop("resume"), args.pop("threads"), args.pop("keep_checkpoint")
     if threads:
         torch.set_num_threads(threads)
     args["base"] = str(prepare(args["base"])) if "/" not in args["base"] else args["base"]
-    return TrainConfig(**args), resume
+    return TrainConfig(**args), resume, keep
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, resume = parse(argv)
+    config, resume, keep = parse(argv)
     trainer = Trainer(config)
     if resume and trainer.resume():
         print(f"resumed at step {trainer.step} from {trainer.checkpoint_dir}")
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     if config.mode == "sun" and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
         raise SystemExit("the decode module changed during training: refusing to export")
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    out = trainer.export({"train_seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2)})
+    record = {"train_seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2)}
+    out = trainer.export(record, keep_checkpoint=keep)
     print(f"wrote {out} ({trainer.step} steps, {seconds:.0f} s, final loss {trainer.losses[-1]:.3f})")
 
 

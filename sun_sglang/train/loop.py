@@ -161,10 +161,13 @@ class Trainer:
         self.step, self.losses = state["step"], state["losses"]
         return True
 
-    def export(self, extra: dict | None = None) -> Path:
+    def export(self, extra: dict | None = None, keep_checkpoint: bool = False) -> Path:
         """A plain transformers checkpoint with the base's tokenizer, chat template and generation
-        config: what an SGLang prefill server loads unchanged."""
+        config: what an SGLang prefill server loads unchanged. The training checkpoint (weights
+        and optimizer state, 3x the model) goes unless kept."""
         out = Path(self.config.out)
+        if not keep_checkpoint:
+            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         self.model.save_pretrained(out)
         base = Path(self.config.base)
         for name in (*_TOKENIZER_FILES, "generation_config.json"):
