@@ -35,6 +35,12 @@ def bigbench(tasks: Path) -> None:
         answer = max(e["target_scores"], key=e["target_scores"].get)
         rows.append({"prompt": prompt, "answer": answer})
     _write("bb_sports_understanding", rows)
+    hyper = json.loads((tasks / "hyperbaton/task.json").read_text())
+    rows = [
+        {"prompt": e["input"], "answer": max(e["target_scores"], key=e["target_scores"].get)}
+        for e in hyper["examples"]
+    ]
+    _write("bb_hyperbaton", rows)
 
 
 def reasoning_gym() -> None:
@@ -42,6 +48,8 @@ def reasoning_gym() -> None:
 
     data = rg.create_dataset("spell_backward", size=1020, seed=1)
     _write("rg_spell_backward", [{"prompt": x["question"], "answer": x["answer"]} for x in data])
+    data = rg.create_dataset("family_relationships", size=1100, seed=1)
+    _write("rg_family_relationships", [{"prompt": x["question"], "answer": x["answer"]} for x in data])
 
 
 if __name__ == "__main__":

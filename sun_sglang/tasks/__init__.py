@@ -1,7 +1,8 @@
 """Task data sets: the vendored real tasks, or any JSONL of chat messages; seeded splits; scoring.
 
 A task example is a chat (messages, the last one the assistant's answer). Built-in tasks:
-bb_2digit_addition, bb_sports_understanding, rg_spell_backward (see data/README.md)."""
+bb_2digit_addition, bb_hyperbaton, rg_family_relationships, bb_sports_understanding,
+rg_spell_backward (data/README.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
-BUILT_IN = ("bb_2digit_addition", "bb_sports_understanding", "rg_spell_backward")
+BUILT_IN = (
+    "bb_2digit_addition",
+    "bb_hyperbaton",
+    "rg_family_relationships",
+    "bb_sports_understanding",
+    "rg_spell_backward",
+)
 
 
 @dataclass(frozen=True)
