@@ -166,3 +166,17 @@ def test_study_page_reports_every_configuration_and_the_gap() -> None:
     row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition"))
     assert "| 0.0 | 86.5 | 79.0 | 87.5 | +1.0 |" in row and "800 / 200" in row
     assert "--steps 80 --seed 0" in text and "step table" in text
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tiny_base: Path, tmp_path: Path) -> None:
+    """Micro-batches of 1 accumulated twice: the same gradient as one batch of 2 (the loss is the
+    mean over all answer tokens of the step either way)."""
+    whole = Trainer(_config(tiny_base, tmp_path / "w", batch_size=2, grad_accum=1))
+    split = Trainer(_config(tiny_base, tmp_path / "s", batch_size=1, grad_accum=2))
+    assert whole.micro_batch(0, 0).prompt_ids.shape[0] == 2
+    loss_whole, _ = whole.accumulate()
+    loss_split, _ = split.accumulate()
+    assert loss_split == pytest.approx(loss_whole, rel=1e-5)
+    grads = {n: p.grad for n, p in whole.model.named_parameters()}
+    for name, param in split.model.named_parameters():
+        torch.testing.assert_close(param.grad, grads[name], rtol=1e-4, atol=1e-6)

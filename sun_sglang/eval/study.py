@@ -114,11 +114,12 @@ def page(results: list[dict], args: argparse.Namespace, step_report: str | None,
         " what the servers do, and checked against them in `tests/test_cluster_e2e.py`).",
         "",
         table(results, args),
-        "Tasks (`sun_sglang/tasks/data/README.md`): BIG-bench 2-digit addition (answer: a number,"
-        " 2-3 digit tokens); BIG-bench sports understanding (plausible / implausible: a"
-        " classification, the answer word is 3 tokens); reasoning-gym spell_backward (a word"
-        " spelled backward: several tokens). The base model is not instruction-tuned for these"
-        " formats, so its exact-match score is near zero.",
+        "Tasks (`sun_sglang/tasks/data/README.md`): BIG-bench 2-digit addition (a number: 2-3"
+        " digit tokens, so the decode module writes most of the answer); BIG-bench hyperbaton (which"
+        " of two adjective orders is right, `a` or `b`: a classification); reasoning-gym"
+        " family_relationships (a relation word such as `mother-in-law`, from a short family"
+        " story); BIG-bench sports understanding (plausible / implausible). The base model is not"
+        " tuned to these answer formats, so its exact-match score is near zero.",
     ]
     if step_report:
         parts += ["", "## One training step: SUN beside full fine-tuning", "", step_report]

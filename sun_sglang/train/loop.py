@@ -97,8 +97,8 @@ class Trainer:
             self._orders[epoch] = order
         return self._orders[epoch]
 
-    def train_step(self) -> tuple[float, int]:
-        """One optimizer step; (mean answer-token loss, tokens processed)."""
+    def accumulate(self) -> tuple[float, int]:
+        """Gradients of this step's mean answer-token loss, over its micro-batches; (loss, tokens)."""
         batches = [self.micro_batch(self.step, m) for m in range(self.config.grad_accum)]
         answer_tokens = sum(b.answer_tokens for b in batches)
         total = 0.0
@@ -106,12 +106,17 @@ class Trainer:
             loss = answer_nll(self.model, self.decode, batch) / answer_tokens
             loss.backward()
             total += float(loss.detach())
+        return total, sum(b.tokens for b in batches)
+
+    def train_step(self) -> tuple[float, int]:
+        """One optimizer step; (mean answer-token loss, tokens processed)."""
+        total, tokens = self.accumulate()
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.losses.append(total)
-        return total, sum(b.tokens for b in batches)
+        return total, tokens
 
     def run(self, progress: bool = True) -> None:
         c = self.config
