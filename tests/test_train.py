@@ -162,7 +162,7 @@ def test_study_page_reports_every_configuration_and_the_gap() -> None:
         "accuracy": {"base": 0.0, "full FT": 0.865, "naive": 0.79, "SUN": 0.875},
         "train_seconds": {"full": 180.0, "sun": 200.0},
     }
-    text = page([result], args, "step table", seconds=600)
+    text = page([result], args, "step table")
     row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition"))
     assert "| 0.0 | 86.5 | 79.0 | 87.5 | +1.0 |" in row and "800 / 200" in row
     assert "--steps 80 --seed 0" in text and "step table" in text

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,13 +22,23 @@ from sun_sglang.models import prepare
 from sun_sglang.train.loop import TrainConfig, Trainer
 
 
+def vm_gib(field: str) -> float:
+    """VmHWM (peak) or VmRSS of this process, GiB. Not ru_maxrss: Linux carries that across
+    fork and exec, so a child would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def _measure(mode: str, base: str, batch_size: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(
             base=base, task="bb_2digit_addition", out=out, mode=mode, steps=steps, batch_size=batch_size
         )
         trainer = Trainer(config)
-        after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        after_load = vm_gib("VmRSS")
         times, tokens = [], 0
         for _ in range(steps):
             t0 = time.perf_counter()
@@ -41,7 +50,7 @@ def _measure(mode: str, base: str, batch_size: int, steps: int) -> dict:
         "mode": mode,
         "step_s": statistics.median(times[1:]),  # the first step warms allocators up
         "tokens_per_s": tokens / sum(times),
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gib": vm_gib("VmHWM"),
         "rss_after_load_gib": after_load,
         "trainable_params_m": trainable / 1e6,
     }

@@ -25,6 +25,7 @@ from sun_sglang.models import prepare
 from sun_sglang.paths import home
 from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
 
+STUDY_TASKS = ("bb_2digit_addition", "bb_hyperbaton", "rg_family_relationships", "bb_sports_understanding")
 CONFIGS = {  # name -> (prefill module, decode module)
     "base": ("base", "base"),
     "full FT": ("full", "full"),
@@ -98,12 +99,13 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n\n" + conditions + "\n"
 
 
-def page(results: list[dict], args: argparse.Namespace, step_report: str | None, seconds: float) -> str:
+def page(results: list[dict], args: argparse.Namespace, step_report: str | None) -> str:
     rerun = f"python -m sun_sglang.eval.study --steps {args.steps} --seed {args.seed} --doc docs/ACCURACY.md"
     parts = [
         "# Accuracy: SUN beside full fine-tuning, naive composition and the base",
         "",
-        f"Written by `{rerun}` ({seconds / 60:.0f} min on this machine); rerun it to reproduce.",
+        f"Written by `{rerun}`; rerun it to reproduce (trained models and accuracies are cached under"
+        " `~/.cache/sun-sglang/study`; delete it for a cold run). Train times are wall clock.",
         "",
         "Per task: full fine-tuning and SUN are trained from the base with the same data, steps,"
         " batch, learning rate and seed; naive composition is the full fine-tune used as prefill"
@@ -126,9 +128,20 @@ def page(results: list[dict], args: argparse.Namespace, step_report: str | None,
     return "\n".join(parts) + "\n"
 
 
+NOTES_MARK = "<!-- Below: written by people, kept when the study rewrites the page. -->"
+
+
+def write_doc(path: Path, generated: str) -> None:
+    """The generated page, then the hand-written reading of it (kept from the previous page)."""
+    old = path.read_text() if path.is_file() else ""
+    blank = "\n## Reading the table\n\n(to be written)\n"
+    notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else blank
+    path.write_text(generated + "\n" + NOTES_MARK + notes)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sun_sglang.eval.study")
-    ap.add_argument("--tasks", default=",".join(tasks.BUILT_IN))
+    ap.add_argument("--tasks", default=",".join(STUDY_TASKS))
     ap.add_argument("--base", default="smollm2-135m")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -140,7 +153,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--doc", type=Path, help="write the whole page (docs/ACCURACY.md) here")
     ap.add_argument("--no-step-bench", action="store_true", help="skip the training-step measurement")
     args = ap.parse_args(argv)
-    start = time.perf_counter()
     base = str(prepare(args.base))
     results = [study_task(task, base, args.work, args) for task in args.tasks.split(",")]
     print(table(results, args))
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.results:
         args.results.write_text(json.dumps({"results": results, "args": vars(args)}, indent=1, default=str))
     if args.doc:
-        args.doc.write_text(page(results, args, step_report, time.perf_counter() - start))
+        write_doc(args.doc, page(results, args, step_report))
 
 
 if __name__ == "__main__":

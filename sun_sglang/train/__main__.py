@@ -7,11 +7,11 @@ of its own: it is the full fine-tune used as prefill module in front of the base
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
 
+from sun_sglang.bench.train_step import vm_gib
 from sun_sglang.models import prepare
 from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     if config.mode == "sun" and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
         raise SystemExit("the decode module changed during training: refusing to export")
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak_gib = vm_gib("VmHWM")
     record = {"train_seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2)}
     out = trainer.export(record, keep_checkpoint=keep)
     print(f"wrote {out} ({trainer.step} steps, {seconds:.0f} s, final loss {trainer.losses[-1]:.3f})")
