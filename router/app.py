@@ -17,7 +17,7 @@ from router import protocol as p
 from router.admin import add_admin_routes
 from router.config import GatewayConfig
 from router.errors import ApiError
-from router.gateway import Gateway
+from router.gateway import Gateway, Job
 from router.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
 from router.trace import Trace, request_id
 
@@ -142,10 +142,10 @@ def build_app(config: GatewayConfig) -> web.Application:
         choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
         extra = logprob_fields(req, chat=True)
         if req.stream:
-            chunks = gw.stream_n(task, ids, choices, trace, extra)
+            chunks = gw.stream_n(Job(task, ids, trace, extra), choices)
             events = of.chat_events(chunks, task, _include_usage(req), req.n, bool(extra))
             return await _sse_response(request, events)
-        outs = await gw.run_n(task, ids, choices, trace, extra)
+        outs = await gw.run_n(Job(task, ids, trace, extra), choices)
         answers = [
             p.ChatChoice(
                 i,
@@ -166,10 +166,10 @@ def build_app(config: GatewayConfig) -> web.Application:
         choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
         extra = logprob_fields(req, chat=False)
         if req.stream:
-            chunks = gw.stream_n(task, ids, choices, trace, extra)
+            chunks = gw.stream_n(Job(task, ids, trace, extra), choices)
             events = of.completion_events(chunks, task, _include_usage(req), req.n, bool(extra))
             return await _sse_response(request, events)
-        outs = await gw.run_n(task, ids, choices, trace, extra)
+        outs = await gw.run_n(Job(task, ids, trace, extra), choices)
         answers = [
             p.CompletionChoice(
                 i,
@@ -199,9 +199,9 @@ def build_app(config: GatewayConfig) -> web.Application:
                 "return_text_in_logprobs": req.return_text_in_logprobs,
             }
         if req.stream:  # SGLang's own chunks, passed through
-            events = (of.sse(c) async for c in gw.stream(task, req.input_ids, params, trace, extra))
+            events = (of.sse(c) async for c in gw.stream(Job(task, req.input_ids, trace, extra), params))
             return await _sse_response(request, _with_done(events))
-        return _json(await gw.run(task, req.input_ids, params, trace, extra))
+        return _json(await gw.run(Job(task, req.input_ids, trace, extra), params))
 
     app = web.Application(middlewares=[api], client_max_size=config.max_body_bytes)
     app[GATEWAY] = gw

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,17 @@ from router.trace import AccessLog, Trace
 from router.upstream import UpstreamPool
 
 log = logging.getLogger("router")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One API request as the gateway runs it: its task, prompt ids and trace, and the request
+    fields besides the sampling parameters (logprobs); each choice adds its own parameters."""
+
+    task: str
+    input_ids: list[int]
+    trace: Trace
+    extra: dict[str, Any] | None = None
 
 
 class Gateway:
@@ -106,11 +118,10 @@ class Gateway:
         return LegTimeouts(t.first_token_s, t.between_tokens_s, answer_s)
 
     @asynccontextmanager
-    async def pair(
-        self, task: str, input_ids: list[int], params: dict[str, Any], trace: Trace
-    ) -> AsyncIterator[tuple]:
+    async def pair(self, job: Job, params: dict[str, Any]) -> AsyncIterator[tuple]:
         """Choose a prefill and a decode server for this request and account its load on them
         while it runs; upstream failures become 502 ApiErrors."""
+        task, input_ids, trace = job.task, job.input_ids, job.trace
         new_tokens = params.get("max_new_tokens", 128)
         check_lengths(
             len(input_ids), new_tokens, self.config.max_prompt_tokens, self.tokenizers[task].context_len
@@ -153,21 +164,15 @@ class Gateway:
             if slot is not None and pool.set_health(slot, False):
                 log.warning("%s worker %s refused a connection: out of the pool", name, url)
 
-    async def run(
-        self,
-        task: str,
-        input_ids: list[int],
-        params: dict[str, Any],
-        trace: Trace,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    async def run(self, job: Job, params: dict[str, Any]) -> dict[str, Any]:
         assert self.clients is not None
+        trace = job.trace
         start, timeouts = time.monotonic(), self.leg_timeouts(params)
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(task, input_ids, params, trace) as (prefill, decode):
-                    rid = trace.sglang_rid()
-                    body = pd_body(prefill, rid, input_ids, params, extra)
+                async with self.pair(job, params) as (prefill, decode):
+                    rid = job.trace.sglang_rid()
+                    body = pd_body(prefill, rid, job.input_ids, params, job.extra)
                     out = await generate(self.clients, prefill, decode, body, rid, timeouts)
                 break
             except ApiError as err:
@@ -175,53 +180,33 @@ class Gateway:
                     raise
         meta = out.get("meta_info", {})
         trace.record_meta(meta)
-        self.metrics.observe_done(task, meta, time.monotonic() - start)
+        self.metrics.observe_done(job.task, meta, time.monotonic() - start)
         return out
 
-    async def run_n(
-        self,
-        task: str,
-        input_ids: list[int],
-        choices: list[dict[str, Any]],
-        trace: Trace,
-        extra: dict[str, Any] | None = None,
-    ) -> list[dict[str, Any]]:
+    async def run_n(self, job: Job, choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One answer per choice; a failed choice cancels the others (aborting their legs)."""
         if len(choices) == 1:
-            return [await self.run(task, input_ids, choices[0], trace, extra)]
+            return [await self.run(job, choices[0])]
         try:
             async with asyncio.TaskGroup() as group:
-                jobs = [group.create_task(self.run(task, input_ids, c, trace, extra)) for c in choices]
+                jobs = [group.create_task(self.run(job, c)) for c in choices]
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None  # the first failure (an ApiError), as for n=1
         return [job.result() for job in jobs]
 
-    def stream_n(
-        self,
-        task: str,
-        input_ids: list[int],
-        choices: list[dict[str, Any]],
-        trace: Trace,
-        extra: dict[str, Any] | None = None,
-    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-        return merge([self.stream(task, input_ids, c, trace, extra) for c in choices])
+    def stream_n(self, job: Job, choices: list[dict[str, Any]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        return merge([self.stream(job, c) for c in choices])
 
-    async def stream(
-        self,
-        task: str,
-        input_ids: list[int],
-        params: dict[str, Any],
-        trace: Trace,
-        extra: dict[str, Any] | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, job: Job, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         assert self.clients is not None
+        trace = job.trace
         start, first_at, meta = time.monotonic(), None, {}
         timeouts, trace.stream = self.leg_timeouts(params), True
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(task, input_ids, params, trace) as (prefill, decode):
-                    rid = trace.sglang_rid()
-                    body = pd_body(prefill, rid, input_ids, params, extra)
+                async with self.pair(job, params) as (prefill, decode):
+                    rid = job.trace.sglang_rid()
+                    body = pd_body(prefill, rid, job.input_ids, params, job.extra)
                     chunks = generate_stream(self.clients, prefill, decode, body, rid, timeouts)
                     try:
                         async for chunk in chunks:
@@ -239,4 +224,4 @@ class Gateway:
                     raise
         trace.record_meta(meta)
         ttft = None if first_at is None else first_at - start
-        self.metrics.observe_done(task, meta, time.monotonic() - start, ttft)
+        self.metrics.observe_done(job.task, meta, time.monotonic() - start, ttft)
