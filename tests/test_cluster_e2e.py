@@ -222,6 +222,26 @@ def test_openai_client_streams_the_reference(expected, cluster: Cluster) -> None
         assert usage is not None and usage.completion_tokens == len(expected[task]["sun"][1])
 
 
+def test_openai_client_completions_match_the_reference(expected, prompts, cluster: Cluster) -> None:
+    """/v1/completions with token-id prompts (the chat-templated ids), streamed and not."""
+    from openai import OpenAI
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(prepare("smollm2-135m"))
+    client = OpenAI(base_url=f"{cluster.gateway_url}/v1", api_key="unused", timeout=300)
+    for task in TASKS:
+        want = tok.decode(expected[task]["sun"][2], skip_special_tokens=True)
+        args = {"model": task, "prompt": prompts[task][2], "max_tokens": MAX_NEW, "temperature": 0}
+        reply = client.completions.create(**args)
+        assert reply.choices[0].text == want
+        assert reply.usage.prompt_tokens == len(prompts[task][2])
+        assert reply.usage.completion_tokens == len(expected[task]["sun"][2])
+        streamed = "".join(
+            c.choices[0].text for c in client.completions.create(**args, stream=True) if c.choices
+        )
+        assert streamed == want
+
+
 def test_later_turns_hit_the_prefill_prefix_cache(cluster: Cluster) -> None:
     """A conversation resent turn by turn: each turn's prompt holds the previous turn's prompt,
     which the task's prefill server still has in its radix cache (reported as cached tokens)."""
