@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -132,55 +130,33 @@ def build_app(config: GatewayConfig) -> web.Application:
         cards = [p.ModelCard(id=name, created=gw.created) for name in sorted(gw.prefill)]
         return _json(p.ModelList(data=cards))
 
-    async def chat(request: web.Request) -> web.Response:
+    async def answer(
+        request: web.Request, req: p.SamplingFields, task: str, ids: list[int], chat: bool
+    ) -> web.StreamResponse:
+        """Chat and completions alike: n choices of one prompt, streamed or as one JSON body."""
+        choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
+        extra = logprob_fields(req, chat=chat)
+        job = Job(task, ids, request[TRACE], extra)
+        if req.stream:
+            to_events = of.chat_events if chat else of.completion_events
+            events = to_events(gw.stream_n(job, choices), task, _include_usage(req), req.n, bool(extra))
+            return await _sse_response(request, events)
+        outs = await gw.run_n(job, choices)
+        return _json((of.chat_response if chat else of.completion_response)(outs, task, bool(extra)))
+
+    async def chat(request: web.Request) -> web.StreamResponse:
         req = await _decode_body(request, p.ChatRequest)
-        trace = request[TRACE]
-        task = trace.task = gw.task(req.model)
+        task = request[TRACE].task = gw.task(req.model)
         if not req.messages:
             raise ApiError(400, "messages must not be empty", param="messages")
         ids = gw.tokenizers[task].chat_ids([{"role": m.role, "content": m.content} for m in req.messages])
-        choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
-        extra = logprob_fields(req, chat=True)
-        if req.stream:
-            chunks = gw.stream_n(Job(task, ids, trace, extra), choices)
-            events = of.chat_events(chunks, task, _include_usage(req), req.n, bool(extra))
-            return await _sse_response(request, events)
-        outs = await gw.run_n(Job(task, ids, trace, extra), choices)
-        answers = [
-            p.ChatChoice(
-                i,
-                p.ChatChoiceMessage("assistant", o["text"]),
-                of.finish_reason(o["meta_info"]),
-                of.chat_logprobs(o["meta_info"]) if extra else None,
-            )
-            for i, o in enumerate(outs)
-        ]
-        usage = of.usage_n([o["meta_info"] for o in outs])
-        return _json(p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), task, answers, usage))
+        return await answer(request, req, task, ids, chat=True)
 
-    async def completions(request: web.Request) -> web.Response:
+    async def completions(request: web.Request) -> web.StreamResponse:
         req = await _decode_body(request, p.CompletionRequest)
-        trace = request[TRACE]
-        task = trace.task = gw.task(req.model)
+        task = request[TRACE].task = gw.task(req.model)
         ids = req.prompt if isinstance(req.prompt, list) else gw.tokenizers[task].text_ids(req.prompt)
-        choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
-        extra = logprob_fields(req, chat=False)
-        if req.stream:
-            chunks = gw.stream_n(Job(task, ids, trace, extra), choices)
-            events = of.completion_events(chunks, task, _include_usage(req), req.n, bool(extra))
-            return await _sse_response(request, events)
-        outs = await gw.run_n(Job(task, ids, trace, extra), choices)
-        answers = [
-            p.CompletionChoice(
-                i,
-                o["text"],
-                of.finish_reason(o["meta_info"]),
-                of.completion_logprobs(o["meta_info"]) if extra else None,
-            )
-            for i, o in enumerate(outs)
-        ]
-        usage = of.usage_n([o["meta_info"] for o in outs])
-        return _json(p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), task, answers, usage))
+        return await answer(request, req, task, ids, chat=False)
 
     async def native_generate(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.GenerateRequest)

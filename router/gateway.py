@@ -57,7 +57,6 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.in_flight = 0
         self.access_log: AccessLog | None = None
-        self.session: aiohttp.ClientSession | None = None
         self.clients: Clients | None = None
         self._background: list[asyncio.Task] = []
 
@@ -70,15 +69,18 @@ class Gateway:
     def decode_pools(self) -> list[Pool]:
         return [pool for name, pool in self.pools if name.startswith("decode")]
 
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        return self.clients.session if self.clients else None
+
     async def startup(self, _app: web.Application) -> None:
         t = self.config.timeouts
-        # The PD legs time themselves (pd.LegTimeouts); no cookies, no decompression: less per request.
-        self.session = aiohttp.ClientSession(
+        # aiohttp for aborts, health, loads and admin calls; the PD legs have their own client.
+        session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=t.request_s, connect=t.connect_s),
             cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
         )
-        self.clients = Clients(UpstreamPool(t.connect_s), self.session)
+        self.clients = Clients(UpstreamPool(t.connect_s), session)
         if self.config.access_log:
             self.access_log = AccessLog(self.config.access_log, self.config.access_log_flush_s)
             await self.access_log.start()
@@ -97,8 +99,7 @@ class Gateway:
             task.cancel()
         if self.clients:
             self.clients.legs.close()
-        if self.session:
-            await self.session.close()
+            await self.clients.session.close()
         if self.access_log:
             await self.access_log.close()
 

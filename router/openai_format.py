@@ -137,6 +137,35 @@ def usage_n(metas: list[dict[str, Any]]) -> p.Usage:
     return first
 
 
+def chat_response(outs: list[dict[str, Any]], model: str, logprobs: bool) -> p.ChatResponse:
+    """One JSON answer from the decode servers' answers, one per choice."""
+    choices = [
+        p.ChatChoice(
+            i,
+            p.ChatChoiceMessage("assistant", o["text"]),
+            finish_reason(o["meta_info"]),
+            chat_logprobs(o["meta_info"]) if logprobs else None,
+        )
+        for i, o in enumerate(outs)
+    ]
+    usage = usage_n([o["meta_info"] for o in outs])
+    return p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
+
+
+def completion_response(outs: list[dict[str, Any]], model: str, logprobs: bool) -> p.CompletionResponse:
+    choices = [
+        p.CompletionChoice(
+            i,
+            o["text"],
+            finish_reason(o["meta_info"]),
+            completion_logprobs(o["meta_info"]) if logprobs else None,
+        )
+        for i, o in enumerate(outs)
+    ]
+    usage = usage_n([o["meta_info"] for o in outs])
+    return p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
+
+
 async def chat_events(
     chunks: AsyncIterator[tuple[int, dict[str, Any]]],
     model: str,

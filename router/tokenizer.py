@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 
 class TaskTokenizer:
@@ -16,12 +17,18 @@ class TaskTokenizer:
         self.context_len = _context_len(Path(model_path))  # prompt + new tokens; None if unknown
 
     def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        # transformers 5 returns a BatchEncoding for tokenize=True; older versions a list
-        return list(out["input_ids"] if hasattr(out, "keys") else out)
+        return chat_ids(self.tokenizer, messages)
 
     def text_ids(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt)
+
+
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """A task's chat template over `messages`, ready for the assistant's turn: the one way prompts
+    are built, in the gateway and in training and evaluation alike."""
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    # transformers 5 returns a BatchEncoding for tokenize=True; older versions a list
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
 
 
 def _eos_ids(model_path: Path) -> set[int]:

@@ -19,17 +19,7 @@ import time
 import torch
 
 from sun_sglang.models import prepare
-from sun_sglang.train.loop import TrainConfig, Trainer
-
-
-def vm_gib(field: str) -> float:
-    """VmHWM (peak) or VmRSS of this process, GiB. Not ru_maxrss: Linux carries that across
-    fork and exec, so a child would report its parent's peak."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**20
-    raise RuntimeError(f"{field} not in /proc/self/status")
+from sun_sglang.train.loop import TrainConfig, Trainer, vm_gib
 
 
 def _measure(mode: str, base: str, batch_size: int, steps: int) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import msgspec
@@ -23,7 +22,7 @@ from sun_sglang.bench import train_step
 from sun_sglang.eval import evaluate_offline
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
-from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
+from sun_sglang.train.loop import TrainConfig, train_and_export
 
 STUDY_TASKS = ("bb_2digit_addition", "bb_hyperbaton", "rg_family_relationships", "bb_sports_understanding")
 CONFIGS = {  # name -> (prefill module, decode module)
@@ -41,14 +40,7 @@ def train(config: TrainConfig) -> dict:
         record = json.loads(record_file.read_text())
         if record["config"] == msgspec.to_builtins(config):
             return record
-    trainer = Trainer(config)
-    trainer.resume()
-    start = time.perf_counter()
-    trainer.run()
-    seconds = round(time.perf_counter() - start, 1)
-    if config.mode == "sun":
-        assert decode_module_unchanged(trainer.decode, config.base, config.dtype)
-    trainer.export({"train_seconds": seconds})
+    train_and_export(config, resume=True)
     return json.loads(record_file.read_text())
 
 

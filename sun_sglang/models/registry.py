@@ -28,12 +28,10 @@ def _sun_trained(base: str, task: str, steps: int) -> Callable[[Path], None]:
     """A real SUN prefill module: `steps` of SUN training on a built-in task, seed 0."""
 
     def build(out: Path) -> None:
-        from sun_sglang.train.loop import TrainConfig, Trainer
+        from sun_sglang.train.loop import TrainConfig, train_and_export
 
         config = TrainConfig(base=str(prepare(base)), task=task, out=str(out), steps=steps, save_every=10**9)
-        trainer = Trainer(config)
-        trainer.run(progress=False)
-        trainer.export()
+        train_and_export(config, progress=False)
 
     return build
 

@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from router.tokenizer import chat_ids
+
 DATA = Path(__file__).parent / "data"
 BUILT_IN = (
     "bb_2digit_addition",
@@ -73,9 +75,8 @@ def exact_match(prediction: str, answer: str) -> bool:
 
 
 def prompt_ids(tokenizer, example: Example) -> list[int]:  # noqa: ANN001 (a transformers tokenizer)
-    """The task's chat template over the prompt turns, as the gateway applies it."""
-    out = tokenizer.apply_chat_template(example.chat(), add_generation_prompt=True, tokenize=True)
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
+    """The task's chat template over the prompt turns, exactly as the gateway applies it."""
+    return chat_ids(tokenizer, example.chat())
 
 
 def answer_ids(tokenizer, example: Example) -> list[int]:  # noqa: ANN001

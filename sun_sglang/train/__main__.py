@@ -7,13 +7,13 @@ of its own: it is the full fine-tune used as prefill module in front of the base
 from __future__ import annotations
 
 import argparse
-import time
+import json
+from pathlib import Path
 
 import torch
 
-from sun_sglang.bench.train_step import vm_gib
 from sun_sglang.models import prepare
-from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
+from sun_sglang.train.loop import TrainConfig, train_and_export
 
 
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
@@ -41,18 +41,12 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
 
 def main(argv: list[str] | None = None) -> None:
     config, resume, keep = parse(argv)
-    trainer = Trainer(config)
-    if resume and trainer.resume():
-        print(f"resumed at step {trainer.step} from {trainer.checkpoint_dir}")
-    start = time.perf_counter()
-    trainer.run()
-    seconds = time.perf_counter() - start
-    if config.mode == "sun" and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
-        raise SystemExit("the decode module changed during training: refusing to export")
-    peak_gib = vm_gib("VmHWM")
-    record = {"train_seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2)}
-    out = trainer.export(record, keep_checkpoint=keep)
-    print(f"wrote {out} ({trainer.step} steps, {seconds:.0f} s, final loss {trainer.losses[-1]:.3f})")
+    try:
+        trainer = train_and_export(config, resume, keep)
+    except RuntimeError as err:
+        raise SystemExit(str(err)) from err
+    seconds = json.loads((Path(config.out) / "sun_train.json").read_text())["train_seconds"]
+    print(f"wrote {config.out} ({trainer.step} steps, {seconds:.0f} s, final loss {trainer.losses[-1]:.3f})")
 
 
 if __name__ == "__main__":

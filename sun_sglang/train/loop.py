@@ -183,6 +183,34 @@ class Trainer:
         return out
 
 
+def vm_gib(field: str) -> float:
+    """VmHWM (peak) or VmRSS of this process, GiB. Not ru_maxrss: Linux carries that across
+    fork and exec, so a child would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def train_and_export(
+    config: TrainConfig, resume: bool = False, keep_checkpoint: bool = False, progress: bool = True
+) -> Trainer:
+    """Train (continuing from OUT/checkpoint if `resume`), check that a SUN run left the decode
+    module untouched, and export with the run's time and peak memory in sun_train.json."""
+    trainer = Trainer(config)
+    if resume and trainer.resume() and progress:
+        print(f"resumed at step {trainer.step} from {trainer.checkpoint_dir}")
+    start = time.perf_counter()
+    trainer.run(progress)
+    seconds = round(time.perf_counter() - start, 1)
+    if config.mode == "sun" and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
+        raise RuntimeError("the decode module changed during training: refusing to export")
+    record = {"train_seconds": seconds, "peak_rss_gib": round(vm_gib("VmHWM"), 2)}
+    trainer.export(record, keep_checkpoint=keep_checkpoint)
+    return trainer
+
+
 def decode_module_unchanged(decode: PreTrainedModel, base_path: str, dtype: str = "float32") -> bool:
     """True when the decode module's weights are bit-identical to the base checkpoint's."""
     base = load_model(base_path, dtype).state_dict()
