@@ -76,6 +76,16 @@ router: {{port: 8123}}
     assert {s.dtype for s in cluster.servers} == {"float32"}
     assert len(cluster.gateway.decode) == 2 and len(cluster.gateway.tasks["math"].prefill) == 2
     assert cluster.gateway.port == 8123
+    assert all(s.argv()[0] != "taskset" for s in cluster.servers) and cluster.gateway_cpus is None
+
+
+def test_cluster_plan_pins_each_role_to_its_cpus(tmp_path: Path, tiny_base: Path, tiny_task: Path) -> None:
+    text = f"base: {tiny_base}\ntasks: {{math: {{model_path: {tiny_task}}}}}\n"
+    text += "cpus: {prefill: '0', decode: '1-2'}\n"
+    cluster = plan(cluster_config.load(_write(tmp_path, text)), "cpu")
+    argv = {s.role: s.argv() for s in cluster.servers}
+    assert argv["prefill"][:3] == ["taskset", "-c", "0"] and argv["decode"][:3] == ["taskset", "-c", "1-2"]
+    assert argv["decode"][4:6] == ["-m", "sglang.launch_server"] and cluster.gateway_cpus is None
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,14 @@ import platform
 import sys
 import urllib.request
 from importlib import metadata
+from pathlib import Path
 
 import msgspec
 
-from sun_sglang.bench import loadgen, summary
+from sun_sglang.bench import compare, loadgen, summary
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
+from sun_sglang.launch import config as cluster_config
+from sun_sglang.launch.config import CpuPins
 
 
 def _lengths(text: str) -> Lengths:
@@ -47,6 +50,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="drive an endpoint with a workload")
     r.add_argument("--url", required=True, help="the gateway, e.g. http://127.0.0.1:8000")
+    _workload_flags(r)
+    r.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "none"))
+    r.add_argument("--out", help="write the JSON result here")
+    r.add_argument("--quiet", action="store_true")
+    c = sub.add_parser("compare", help="SUN vs conventional clusters, same workload, pinned cores")
+    c.add_argument("--cluster", required=True, help="a cluster file (tasks, base, backend)")
+    _workload_flags(c)
+    c.add_argument("--sun-decode", type=int, default=1, help="decode servers shared by all tasks")
+    c.add_argument("--conventional-decode", type=int, default=1, help="decode servers per task")
+    c.add_argument("--prefill-cpus", default="0", help="taskset list: prefill servers, gateway, load")
+    c.add_argument("--decode-cpus", default="1", help="taskset list: every decode server")
+    c.add_argument("--out-dir", required=True, help="logs and result.json go here")
+    return ap.parse_args(argv)
+
+
+def _workload_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--config", help="a workload file (YAML/JSON, WorkloadConfig fields); flags override")
     r.add_argument("--tasks", help="comma-separated task names (default: the endpoint's /v1/models)")
     r.add_argument("--popularity", choices=["uniform", "zipf"])
@@ -65,10 +84,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     r.add_argument("--seed", type=int)
     r.add_argument("--slo-ttft-s", type=float)
     r.add_argument("--slo-tpot-s", type=float)
-    r.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "none"))
-    r.add_argument("--out", help="write the JSON result here")
-    r.add_argument("--quiet", action="store_true")
-    return ap.parse_args(argv)
 
 
 def workload(args: argparse.Namespace) -> WorkloadConfig:
@@ -86,6 +101,8 @@ def workload(args: argparse.Namespace) -> WorkloadConfig:
         fields["tasks"] = args.tasks.split(",")
     if args.task_data:
         fields["task_data"] = dict(pair.split("=", 1) for pair in args.task_data.split(","))
+    if "tasks" not in fields and args.command == "compare":
+        fields["tasks"] = list(cluster_config.load(args.cluster).tasks)
     if "tasks" not in fields:
         models = json.loads(_get(f"{args.url.rstrip('/')}/v1/models"))["data"]
         fields["tasks"] = [m["id"] for m in models]
@@ -94,6 +111,8 @@ def workload(args: argparse.Namespace) -> WorkloadConfig:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.command == "compare":
+        return run_compare(args)
     cfg = workload(args)
     try:
         workers = summary.workers_from_metrics(_get(f"{args.url.rstrip('/')}/metrics"))
@@ -119,6 +138,23 @@ def main(argv: list[str] | None = None) -> None:
             json.dump(result, f, indent=1)
     print(json.dumps({k: overall[k] for k in ("requests", "errors", "req_s", "output_tok_s")}))
     print(json.dumps({k: overall[k] for k in ("ttft_s", "tpot_s", "latency_s", "goodput_req_s")}))
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pins = CpuPins(prefill=args.prefill_cpus, decode=args.decode_cpus, gateway=args.prefill_cpus)
+    result = compare.compare(
+        args.cluster, workload(args), out_dir, args.sun_decode, args.conventional_decode, pins
+    )
+    result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
+    result["versions"] = _versions()
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    for mode in ("sun", "conventional"):
+        s = result[mode]["summary"]
+        print(mode, json.dumps({k: s[k] for k in ("requests", "errors", "req_s", "output_tok_s")}))
+        print(mode, json.dumps({"tpot_s": s["tpot_s"], "decode_mixing": result[mode]["decode_mixing"]}))
+    print("sun/conventional", json.dumps(result["ratios_sun_over_conventional"]))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from sun_sglang import compat
 from sun_sglang.launch.config import ClusterConfig
 from sun_sglang.launch.process import ManagedProcess, stop_all, wait_healthy
-from sun_sglang.launch.roles import Device, Role, ServeOptions, ServerSpec
+from sun_sglang.launch.roles import Device, Role, ServeOptions, ServerSpec, pinned
 from sun_sglang.models import MODELS, prepare
 
 _BOOTSTRAP_OFFSET = 500
@@ -36,6 +36,7 @@ class ClusterPlan:
 
     servers: list[ServerSpec]
     gateway: GatewayConfig
+    gateway_cpus: str | None = None
 
     @property
     def decode(self) -> list[ServerSpec]:
@@ -64,6 +65,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
     def server(role: Role, name: str, model: str, task: str | None = None) -> ServerSpec:
         port = next(ports)
         extra = config.prefill_args if role == "prefill" else config.decode_args
+        cpus = config.cpus.prefill if role == "prefill" else config.cpus.decode
         spec = ServerSpec(
             role=role,
             name=name,
@@ -72,7 +74,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
             dtype=dtype,
             bootstrap_port=port + _BOOTSTRAP_OFFSET if role == "prefill" else None,
             served_model_name=task,
-            options=msgspec.structs.replace(options, extra_args=extra),
+            options=msgspec.structs.replace(options, extra_args=extra, cpus=cpus),
         )
         servers.append(spec)
         return spec
@@ -106,7 +108,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         api_keys=config.router.api_keys,
         admin_token=config.router.admin_token,
     )
-    return ClusterPlan(servers=servers, gateway=gateway)
+    return ClusterPlan(servers=servers, gateway=gateway, gateway_cpus=config.cpus.gateway)
 
 
 class Cluster:
@@ -132,6 +134,7 @@ class Cluster:
             gateway_file = self.log_dir / "gateway.json"
             gateway_file.write_bytes(msgspec.json.encode(self.plan.gateway))
             argv = [sys.executable, "-m", "router", "--config", str(gateway_file)]
+            argv = pinned(self.plan.gateway_cpus) + argv
             gateway = self._spawn("gateway", argv, None, f"{self.gateway_url}/health")
             self.startup_s.update(wait_healthy([gateway], timeout_s=120))
             self.startup_s["cluster"] = time.monotonic() - t0

@@ -27,6 +27,14 @@ class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     admin_token: str | None = None  # enables the admin API (/admin/*)
 
 
+class CpuPins(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """taskset CPU lists ("0", "2-3"), so that benchmark runs give each role the same cores."""
+
+    prefill: str | None = None
+    decode: str | None = None
+    gateway: str | None = None
+
+
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     base: str  # the decode module: the frozen base checkpoint (folder or model name)
     tasks: dict[str, TaskConfig]
@@ -45,6 +53,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     startup_timeout_s: float = 300.0
     prefill_args: list[str] = []  # passed through to every prefill server
     decode_args: list[str] = []  # passed through to every decode server
+    cpus: CpuPins = CpuPins()
 
     def __post_init__(self) -> None:
         if not self.tasks:

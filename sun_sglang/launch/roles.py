@@ -32,6 +32,11 @@ _CPU_FLAGS = [
 ]
 
 
+def pinned(cpus: str | None) -> list[str]:
+    """The argv prefix that runs a command on these CPUs only (nothing when None)."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
 def detect_device() -> Device:
     """cuda when an NVIDIA GPU answers, else cpu. Called once, at the command-line edge."""
     if shutil.which("nvidia-smi") is None:
@@ -49,6 +54,7 @@ class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     max_total_tokens: int | None = 4096
     extra_args: list[str] = []
+    cpus: str | None = None  # run under `taskset -c CPUS`
 
 
 class ServerSpec(msgspec.Struct, frozen=True):
@@ -69,7 +75,7 @@ class ServerSpec(msgspec.Struct, frozen=True):
 
     def argv(self) -> list[str]:
         opts = self.options
-        argv = [
+        argv = pinned(opts.cpus) + [
             sys.executable,
             "-m",
             "sglang.launch_server",

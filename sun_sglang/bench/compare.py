@@ -1,0 +1,151 @@
+"""SUN against conventional disaggregation on the real cluster, same workload, same cores.
+
+One cluster file gives the tasks and the base. Each mode gets its own cluster, started in turn:
+`sun` (one shared decode pool of `sun_decode` base servers) and `conventional` (each task its own
+`conventional_decode` decode servers holding the task model). Every server runs under taskset:
+prefill servers, gateway and load generator on `pins.prefill`, all decode servers on `pins.decode`,
+so both modes get the same decode cores. The SUN cluster is also profiled (step times for the
+simulator). Decode batch composition comes from the gateway's access log (which task ran on which
+decode server, and when) and the decode servers' own "#running-req" log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import msgspec
+
+from sun_sglang.bench import loadgen, profile, summary
+from sun_sglang.bench.workload import WorkloadConfig
+from sun_sglang.launch import config as cluster_config
+from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.config import CpuPins, DecodeConfig
+from sun_sglang.launch.roles import detect_device
+
+PINS = CpuPins(prefill="0", decode="1", gateway="0")
+_RUNNING = re.compile(r"Decode batch.*?#running-req: (\d+)")
+
+
+def decode_mixing(access_log: Path) -> dict[str, dict]:
+    """Per decode server, from the gateway's access log: the share of its decoding time during
+    which requests of two or more tasks were in its running batch, and the most tasks at once.
+    SGLang decodes every running request of a server in one batch per step."""
+    spans: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    for line in access_log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        rec = json.loads(line)
+        if rec.get("status") != 200 or not rec.get("decode") or rec.get("ttft_ms") is None:
+            continue
+        start = rec["ts"] + rec["ttft_ms"] / 1e3
+        end = rec["ts"] + rec["latency_ms"] / 1e3
+        spans[rec["decode"]] += [(start, 1, rec["task"]), (end, -1, rec["task"])]
+    out = {}
+    for server, events in spans.items():
+        events.sort(key=lambda e: (e[0], e[1]))
+        live: dict[str, int] = defaultdict(int)
+        busy = mixed = 0.0
+        most, last = 0, events[0][0]
+        for t, step, task in events:
+            tasks_now = sum(1 for n in live.values() if n > 0)
+            busy += (t - last) if tasks_now else 0.0
+            mixed += (t - last) if tasks_now >= 2 else 0.0
+            live[task] += step
+            most, last = max(most, sum(1 for n in live.values() if n > 0)), t
+        out[server] = {"mixed_time_share": mixed / busy if busy else 0.0, "most_tasks_at_once": most}
+    return out
+
+
+def most_running(log: Path) -> int:
+    """The largest "#running-req" a decode server logged (SGLang logs every 40 decode steps)."""
+    return max((int(n) for n in _RUNNING.findall(log.read_text(errors="replace"))), default=0)
+
+
+def run_mode(
+    base: cluster_config.ClusterConfig,
+    mode: str,
+    decode_replicas: int,
+    pins: CpuPins,
+    workload: WorkloadConfig,
+    log_dir: Path,
+    with_profile: bool,
+) -> dict:
+    cfg = msgspec.structs.replace(base, mode=mode, decode=DecodeConfig(decode_replicas), cpus=pins)
+    cluster = Cluster(plan(cfg, detect_device() if cfg.device == "auto" else cfg.device), log_dir, 600)
+    result: dict = {"mode": mode, "decode_replicas": decode_replicas}
+    with cluster:
+        url = cluster.gateway_url
+        workers = summary.workers_from_metrics(loadgen_get(f"{url}/metrics"))
+        decode = sum(n for pool, n in workers.items() if pool.split(":")[0] == "decode")
+        if with_profile:
+            task = workload.tasks[0]
+            result["profile"] = msgspec.to_builtins(profile.measure_sync(url, task))
+        records, wall = asyncio.run(loadgen.run(workload, url, progress=False))
+        result["startup_s"] = cluster.startup_s
+    result["workers"] = workers
+    result["summary"] = summary.summarize(records, wall, decode, sum(workers.values()))
+    result["per_task"] = summary.per_task(records, wall)
+    result["records"] = [msgspec.to_builtins(r.__dict__) for r in records]
+    result["decode_mixing"] = decode_mixing(log_dir / "gateway.log")
+    result["decode_most_running"] = {p.stem: most_running(p) for p in sorted(log_dir.glob("decode-*.log"))}
+    return result
+
+
+def loadgen_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def ratios(sun: dict, conv: dict) -> dict[str, float | None]:
+    def div(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    s, c = sun["summary"], conv["summary"]
+    return {
+        "output_tok_s": div(s["output_tok_s"], c["output_tok_s"]),
+        "output_tok_s_per_decode_worker": div(
+            s["output_tok_s_per_decode_worker"], c["output_tok_s_per_decode_worker"]
+        ),
+        "output_tok_s_per_worker": div(s["output_tok_s_per_worker"], c["output_tok_s_per_worker"]),
+        "tpot_p50": div(s["tpot_s"]["p50"], c["tpot_s"]["p50"]),
+        "tpot_p90": div(s["tpot_s"]["p90"], c["tpot_s"]["p90"]),
+        "ttft_p50": div(s["ttft_s"]["p50"], c["ttft_s"]["p50"]),
+    }
+
+
+def compare(
+    cluster_file: str,
+    workload: WorkloadConfig,
+    out_dir: Path,
+    sun_decode: int = 1,
+    conventional_decode: int = 1,
+    pins: CpuPins = PINS,
+) -> dict:
+    base = cluster_config.load(cluster_file)
+    if pins.gateway:  # the load generator shares the gateway's cores
+        os.sched_setaffinity(0, _cpu_set(pins.gateway))
+    sun = run_mode(base, "sun", sun_decode, pins, workload, out_dir / "sun", with_profile=True)
+    conv_dir = out_dir / "conventional"
+    conv = run_mode(base, "conventional", conventional_decode, pins, workload, conv_dir, with_profile=False)
+    return {
+        "cluster": cluster_file,
+        "workload": msgspec.to_builtins(workload),
+        "pins": msgspec.to_builtins(pins),
+        "sun": sun,
+        "conventional": conv,
+        "ratios_sun_over_conventional": ratios(sun, conv),
+    }
+
+
+def _cpu_set(spec: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus

@@ -1,0 +1,261 @@
+"""A discrete-event model of a disaggregated cluster: per-task prefill pools, and decode workers
+that are either one shared pool (SUN) or a pool per task (conventional).
+
+The gateway's own pools choose the workers (router.pools: the same policy functions and the same
+token weights: prompt on prefill, prompt + max new tokens on decode). A prefill worker runs FIFO
+batches up to a token budget; each prompt's KV then takes a transfer delay to reach its decode
+worker, which admits it when its KV fits (prompt + output reserved, as SGLang's decode does) and
+runs continuous batching: every step adds one token to every running request. The prefill server
+makes the first token; the decode server streams it when it admits the request into its batch.
+
+Workers on one shared core (the CPU cluster: several servers pinned to one core) share it: while
+n of them are busy, each runs at 1/n speed.
+Output: loadgen.Record per request, so the load generator's summary applies unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from router.pools import DecodePolicy, DecodePool, PrefillPool, Slot
+from sun_sglang.bench.loadgen import Record
+from sun_sglang.sim.cores import SharedCore
+from sun_sglang.sim.costs import StepCost
+
+
+class SimRequest(msgspec.Struct, frozen=True):
+    index: int
+    task: str
+    at_s: float  # arrival (open loop); ignored in a closed loop
+    prompt_tokens: int
+    output_tokens: int
+
+
+class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tasks: list[str]
+    mode: Literal["sun", "conventional"] = "sun"
+    prefill_per_task: int = 1
+    prefill_workers: dict[str, int] = {}  # per-task counts, overriding prefill_per_task
+    decode_workers: int = 1  # sun: the shared pool; conventional: per task
+    decode_policy: DecodePolicy = "least_load"
+    kv_capacity_tokens: int = 4096  # per decode worker
+    max_running: int = 256  # per decode worker (SGLang's max_running_requests)
+    prefill_budget_tokens: int = 8192  # tokens per prefill batch (chunked-prefill size)
+    transfer_s: float = 0.0  # fixed cost of moving one request's KV ...
+    transfer_s_per_token: float = 0.0  # ... plus this per prompt token
+    prefill_cores: int | None = None  # None: each worker its own device; else workers share N cores
+    decode_cores: int | None = None
+
+    @property
+    def decode_worker_count(self) -> int:
+        return self.decode_workers * (len(self.tasks) if self.mode == "conventional" else 1)
+
+    def prefill_count(self, task: str) -> int:
+        return self.prefill_workers.get(task, self.prefill_per_task)
+
+    @property
+    def worker_count(self) -> int:
+        return self.decode_worker_count + sum(self.prefill_count(t) for t in self.tasks)
+
+
+@dataclass(eq=False)
+class _Job:
+    req: SimRequest
+    decode: Slot
+    prefill: Slot
+    sent: float  # when the client sent it (after its arrival, if the client cap held it back)
+    joined_step: int = 0
+    ttft_at: float | None = None
+
+
+@dataclass(eq=False)
+class _Worker:
+    url: str
+    core: tuple[str, int] | None
+    busy: bool = False
+    queue: deque = field(default_factory=deque)  # _Job waiting (prefill queue / decode admission)
+    running: list = field(default_factory=list)  # decode: _Job in the batch
+    finishing: list = field(default_factory=list)  # decode: heap of (finish step, seq, _Job)
+    steps: int = 0
+    context: int = 0  # decode: tokens in the running batch's KV
+    reserved: int = 0  # decode: KV tokens reserved by running requests
+
+
+class Simulator:
+    def __init__(
+        self,
+        shape: ClusterShape,
+        prefill_cost: StepCost,
+        decode_cost: StepCost,
+        closed_concurrency: int | None = None,
+        client_cap: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.shape, self.prefill_cost, self.decode_cost = shape, prefill_cost, decode_cost
+        self.closed = closed_concurrency
+        self.cap = client_cap
+        self.events: list = []
+        self.seq = itertools.count()
+        self.now = 0.0
+        self.records: list[Record] = []
+        self.in_flight = 0
+        self.backlog: deque[SimRequest] = deque()
+        self.cores: dict[tuple[str, int], SharedCore] = {}
+
+        def core(kind: str, i: int, cores: int | None) -> tuple[str, int] | None:
+            return None if cores is None else (kind, i % cores)
+
+        n, m = itertools.count(), itertools.count()
+
+        def prefill_pool(task: str) -> PrefillPool:
+            cores = shape.prefill_cores
+            workers = [
+                _Worker(f"p-{task}-{r}", core("p", next(n), cores)) for r in range(shape.prefill_count(task))
+            ]
+            return PrefillPool(workers, how="least_load", seed=seed)
+
+        def decode_pool(name: str) -> DecodePool:
+            cores = shape.decode_cores
+            workers = [
+                _Worker(f"d-{name}-{i}", core("d", next(m), cores)) for i in range(shape.decode_workers)
+            ]
+            return DecodePool(workers, how=shape.decode_policy, seed=seed)
+
+        self.prefill = {t: prefill_pool(t) for t in shape.tasks}
+
+        if shape.mode == "sun":
+            shared = decode_pool("shared")
+            self.decode = {t: shared for t in shape.tasks}
+        else:
+            self.decode = {t: decode_pool(t) for t in shape.tasks}
+
+    # -- events --------------------------------------------------------------------------------
+    def _at(self, when: float, action, *args) -> None:
+        heapq.heappush(self.events, (when, next(self.seq), action, args))
+
+    def run(self, requests: list[SimRequest]) -> tuple[list[Record], float]:
+        """Every request to completion; (records by index, seconds until the last one ended)."""
+        if self.closed:
+            self.backlog.extend(requests)
+            for _ in range(min(self.closed, len(requests))):
+                self._arrive(self.backlog.popleft())
+        else:
+            for req in requests:
+                self._at(req.at_s, self._arrive, req)
+        while self.events:
+            self.now, _, action, args = heapq.heappop(self.events)
+            action(*args)
+        return sorted(self.records, key=lambda r: r.index), self.now
+
+    def _arrive(self, req: SimRequest) -> None:
+        if self.cap is not None and self.in_flight >= self.cap:
+            self.backlog.append(req)
+            return
+        self.in_flight += 1
+        prefill_pool, decode_pool = self.prefill[req.task], self.decode[req.task]
+        job = _Job(req, decode_pool.choose(), prefill_pool.choose([req.index]), self.now)
+        prefill_pool.place(job.prefill, req.prompt_tokens)
+        decode_pool.place(job.decode, req.prompt_tokens + req.output_tokens)
+        job.prefill.worker.queue.append(job)
+        self._kick_prefill(job.prefill.worker)
+
+    def _work(self, worker: _Worker, seconds: float, action: Callable, *args: object) -> None:
+        """`seconds` of work on the worker's device (or its share of a core), then action(*args)."""
+        worker.busy = True
+        if worker.core is None:
+            self._at(self.now + seconds, self._done, worker, action, args)
+            return
+        core = self.cores.setdefault(worker.core, SharedCore(self._at, lambda: self.now))
+        core.start(worker, seconds, functools.partial(self._done, worker, action, args))
+
+    def _done(self, worker: _Worker, action: Callable, args: tuple) -> None:
+        worker.busy = False
+        action(*args)
+
+    # -- prefill -------------------------------------------------------------------------------
+    def _kick_prefill(self, worker: _Worker) -> None:
+        if worker.busy or not worker.queue:
+            return
+        batch, tokens = [], 0
+        budget = self.shape.prefill_budget_tokens
+        while worker.queue and (not batch or tokens + worker.queue[0].req.prompt_tokens <= budget):
+            job = worker.queue.popleft()
+            batch.append(job)
+            tokens += job.req.prompt_tokens
+        seconds = self.prefill_cost.prefill_s([j.req.prompt_tokens for j in batch])
+        self._work(worker, seconds, self._prefilled, worker, batch)
+
+    def _prefilled(self, worker: _Worker, batch: list[_Job]) -> None:
+        for job in batch:
+            self.prefill[job.req.task].release(job.prefill, job.req.prompt_tokens)
+            delay = self.shape.transfer_s + self.shape.transfer_s_per_token * job.req.prompt_tokens
+            self._at(self.now + delay, self._transferred, job)
+        self._kick_prefill(worker)
+
+    # -- decode --------------------------------------------------------------------------------
+    def _transferred(self, job: _Job) -> None:
+        job.decode.worker.queue.append(job)
+        self._kick_decode(job.decode.worker)
+
+    def _kick_decode(self, worker: _Worker) -> None:
+        if worker.busy:
+            return
+        shape = self.shape
+        while worker.queue and len(worker.running) < shape.max_running:
+            req = worker.queue[0].req
+            need = req.prompt_tokens + req.output_tokens
+            if worker.running and worker.reserved + need > shape.kv_capacity_tokens:
+                break
+            job = worker.queue.popleft()
+            worker.reserved += need
+            worker.context += req.prompt_tokens + 1
+            job.joined_step = worker.steps
+            job.ttft_at = self.now
+            worker.running.append(job)
+            last_step = worker.steps + max(1, req.output_tokens - 1)
+            heapq.heappush(worker.finishing, (last_step, next(self.seq), job))
+        if not worker.running:
+            return
+        seconds = self.decode_cost.decode_step_s(len(worker.running), worker.context)
+        self._work(worker, seconds, self._stepped, worker)
+
+    def _stepped(self, worker: _Worker) -> None:
+        worker.steps += 1
+        worker.context += len(worker.running)
+        done = []
+        while worker.finishing and worker.finishing[0][0] <= worker.steps:
+            done.append(heapq.heappop(worker.finishing)[2])
+        if done:
+            ended = set(map(id, done))
+            worker.running = [j for j in worker.running if id(j) not in ended]
+            for job in done:
+                self._finish(worker, job)
+        self._kick_decode(worker)
+
+    def _finish(self, worker: _Worker, job: _Job) -> None:
+        req = job.req
+        worker.reserved -= req.prompt_tokens + req.output_tokens
+        worker.context -= req.prompt_tokens + 1 + (worker.steps - job.joined_step)
+        self.decode[req.task].release(job.decode, req.prompt_tokens + req.output_tokens)
+        self.records.append(
+            Record(
+                index=req.index,
+                task=req.task,
+                sent_s=job.sent,
+                ttft_s=(self.now if job.ttft_at is None else job.ttft_at) - job.sent,
+                latency_s=self.now - job.sent,
+                output_tokens=req.output_tokens,
+                prompt_tokens=req.prompt_tokens,
+            )
+        )
+        self.in_flight -= 1
+        if self.backlog:
+            self._arrive(self.backlog.popleft())

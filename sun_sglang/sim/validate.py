@@ -1,0 +1,72 @@
+"""The simulator against a measured CPU cluster run (`python -m sun_sglang.bench compare`).
+
+Calibration: the step-time profile measured on the SUN cluster's decode server (closed loops
+through the gateway). Prediction: the same requests (the workload's planned arrivals, the prompt
+lengths the servers counted, the output lengths they produced) through a simulated cluster of the
+same shape: prefill servers sharing the prefill core, decode servers sharing the decode core. The
+error of each figure is (predicted - measured) / measured."""
+
+from __future__ import annotations
+
+import msgspec
+
+from sun_sglang.bench import summary
+from sun_sglang.bench.workload import WorkloadConfig, plan
+from sun_sglang.sim.costs import Profile
+from sun_sglang.sim.engine import ClusterShape, SimRequest, Simulator
+
+FIGURES = {
+    "req_s": lambda s: s["req_s"],
+    "output_tok_s": lambda s: s["output_tok_s"],
+    "tpot_p50_s": lambda s: s["tpot_s"]["p50"],
+    "tpot_p90_s": lambda s: s["tpot_s"]["p90"],
+    "ttft_p50_s": lambda s: s["ttft_s"]["p50"],
+    "latency_p50_s": lambda s: s["latency_s"]["p50"],
+}
+
+
+def predict(result: dict, mode: str, profile: Profile, kv_capacity_tokens: int = 4096) -> dict:
+    workload = msgspec.convert(result["workload"], WorkloadConfig)
+    run = result[mode]
+    at = {r.index: r.at_s for r in plan(workload)}
+    reqs = [
+        SimRequest(r["index"], r["task"], at[r["index"]], r["prompt_tokens"], r["output_tokens"])
+        for r in run["records"]
+        if r["error"] is None
+    ]
+    shape = ClusterShape(
+        tasks=list(workload.tasks),
+        mode=mode,  # type: ignore[arg-type]
+        decode_workers=run["decode_replicas"],
+        kv_capacity_tokens=kv_capacity_tokens,
+        prefill_cores=1,
+        decode_cores=1,
+    )
+    closed = workload.concurrency if workload.arrival == "closed" else None
+    sim = Simulator(shape, profile, profile, closed_concurrency=closed, client_cap=workload.concurrency)
+    records, wall = sim.run(reqs)
+    return summary.summarize(records, wall, shape.decode_worker_count, shape.worker_count)
+
+
+def validate(result: dict) -> dict:
+    profile = msgspec.convert(result["sun"]["profile"], Profile)
+    out: dict = {"profile": msgspec.to_builtins(profile), "modes": {}}
+    for mode in ("sun", "conventional"):
+        measured, predicted = result[mode]["summary"], predict(result, mode, profile)
+        out["modes"][mode] = {
+            name: {
+                "measured": get(measured),
+                "predicted": get(predicted),
+                "error": (get(predicted) - get(measured)) / get(measured) if get(measured) else None,
+            }
+            for name, get in FIGURES.items()
+        }
+    modes = out["modes"]
+    out["sun_over_conventional"] = {
+        name: {
+            which: modes["sun"][name][which] / modes["conventional"][name][which]
+            for which in ("measured", "predicted")
+        }
+        for name in ("output_tok_s", "tpot_p50_s", "latency_p50_s")
+    }
+    return out
