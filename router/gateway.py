@@ -144,13 +144,19 @@ class Gateway:
         decode_pool.place(decode, weight)
         self.in_flight += 1
         self.metrics.task_in_flight.labels(task).inc()
+
+        def progressed() -> None:  # passive health: both servers are doing their part
+            prefill.last_ok = decode.last_ok = time.monotonic()
+
         try:
-            yield prefill.worker, decode.worker
+            yield prefill.worker, decode.worker, progressed
         except UpstreamError as err:
             if err.unreachable:
                 self._mark_unreachable(err.unreachable)
             status = 504 if err.status == 504 else 502 if err.status >= 500 else err.status
             raise ApiError(status, str(err), kind="upstream_error", retry=bool(err.unreachable)) from err
+        else:
+            progressed()
         finally:
             prefill_pool.release(prefill, len(input_ids))
             decode_pool.release(decode, weight)
@@ -171,7 +177,7 @@ class Gateway:
         start, timeouts = time.monotonic(), self.leg_timeouts(params)
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(job, params) as (prefill, decode):
+                async with self.pair(job, params) as (prefill, decode, _):
                     rid = job.trace.sglang_rid()
                     body = pd_body(prefill, rid, job.input_ids, params, job.extra)
                     out = await generate(self.clients, prefill, decode, body, rid, timeouts)
@@ -205,12 +211,13 @@ class Gateway:
         timeouts, trace.stream = self.leg_timeouts(params), True
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(job, params) as (prefill, decode):
+                async with self.pair(job, params) as (prefill, decode, progressed):
                     rid = job.trace.sglang_rid()
                     body = pd_body(prefill, rid, job.input_ids, params, job.extra)
                     chunks = generate_stream(self.clients, prefill, decode, body, rid, timeouts)
                     try:
                         async for chunk in chunks:
+                            progressed()
                             if first_at is None:
                                 first_at = time.monotonic()
                                 trace.ttft_ms = round((first_at - start) * 1e3, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import aiohttp
@@ -27,12 +28,17 @@ async def check_once(
     timeout_s: float,
     failures: dict[str, int],
     fail_after: int = 2,
+    recent_s: float = 0.0,
 ) -> None:
     """Probe every worker once. A worker leaves its pool after `fail_after` failed probes in a
-    row (one slow answer under load is not an outage) and returns on its first good one."""
+    row (one slow answer under load is not an outage) and returns on its first good one. A probe
+    that fails counts for nothing if the worker finished a request within `recent_s`: SGLang's
+    /health waits for its scheduler, which a long batch keeps busy for seconds."""
     targets = [(name, pool, slot) for name, pool in pools for slot in list(pool.slots)]
+    started = time.monotonic()
     results = await asyncio.gather(*(probe(session, slot.url, timeout_s) for _, _, slot in targets))
-    for (name, pool, slot), ok in zip(targets, results):
+    for (name, pool, slot), answered in zip(targets, results):
+        ok = answered or (slot.healthy and slot.last_ok > started - recent_s)
         url = slot.url
         failures[url] = 0 if ok else failures.get(url, 0) + 1
         if pool.set_health(slot, ok or failures[url] < fail_after):
@@ -77,5 +83,5 @@ async def monitor(
     """Probe forever; `pools` is called each round, so workers added at run time are probed."""
     failures: dict[str, int] = {}
     while True:
-        await check_once(session, pools(), timeout_s, failures)
+        await check_once(session, pools(), timeout_s, failures, recent_s=interval_s + timeout_s)
         await asyncio.sleep(interval_s)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -94,6 +94,32 @@ async def _post_read(legs: UpstreamPool, server: str, body: bytes) -> bytes:
         return await resp.read()
 
 
+def _prefill_leg(
+    legs: UpstreamPool, server: str, body: bytes, first_token_s: float
+) -> tuple[asyncio.Task, Callable[[], None]]:
+    """The prefill leg, bounded by first_token_s until `lift()`: a frozen prefill server fails the
+    request in that time, streamed or not. Once the decode side shows the KV arrived (a first
+    chunk, or its answer), the prefill server's own reply may lag; only the request's bound holds."""
+    deadline: list[asyncio.Timeout] = []
+
+    async def run() -> bytes:
+        try:
+            async with asyncio.timeout(first_token_s) as limit:
+                deadline.append(limit)
+                try:
+                    return await _post_read(legs, server, body)
+                finally:
+                    deadline.clear()  # a finished Timeout cannot be rescheduled
+        except TimeoutError as err:
+            raise UpstreamError("timed out waiting for the first token (prefill server)", 504) from err
+
+    def lift() -> None:
+        if deadline:
+            deadline[0].reschedule(None)
+
+    return asyncio.create_task(run()), lift
+
+
 async def abort(session: aiohttp.ClientSession, server_url: str, rid: str) -> None:
     """Ask a server to drop a request; best effort (the server may be gone)."""
     try:
@@ -120,6 +146,8 @@ def _reraise_as_upstream(err: BaseException, what: str) -> NoReturn:
         raise UpstreamError(f"timed out waiting for {what}", 504) from err
     if isinstance(err, (ConnectionError, OSError)):
         raise UpstreamError(f"server unreachable or connection lost: {err!r}") from err
+    if isinstance(err, msgspec.DecodeError):  # a server that answers 200 with something not SGLang's
+        raise UpstreamError(f"malformed answer from the server: {err}") from err
     raise err
 
 
@@ -165,12 +193,13 @@ async def generate(
     timeouts: LegTimeouts,
 ) -> dict[str, Any]:
     """One disaggregated request; the decode server's JSON answer."""
-    prefill_leg = asyncio.create_task(_post_read(clients.legs, prefill.url, body))
+    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, body, timeouts.first_token_s)
     decode_done = False
     try:
         async with asyncio.timeout(timeouts.answer_s):
             answer = await _unless_failed(_post_read(clients.legs, decode_url, body), prefill_leg)
             decode_done = True
+            lift()
             await prefill_leg
         return msgspec.json.decode(answer)
     except BaseException as err:
@@ -189,7 +218,7 @@ async def generate_stream(
 ) -> AsyncIterator[dict[str, Any]]:
     """One disaggregated request, streamed: yields the decode server's chunks (cumulative text and
     output ids, meta_info). Closing the iterator early (client gone) aborts both legs."""
-    prefill_leg = asyncio.create_task(_post_read(clients.legs, prefill.url, body))
+    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, body, timeouts.first_token_s)
     finished = False
     resp: Response | None = None
     lines: AsyncIterator[bytes] | None = None
@@ -215,8 +244,13 @@ async def generate_stream(
             if "error" in chunk:
                 raise UpstreamError(f"{decode_url}: {chunk['error'].get('message', chunk['error'])}")
             budget, what = timeouts.between_tokens_s, "the next token"
+            lift()
             yield chunk
-        await prefill_leg
+        try:
+            async with asyncio.timeout(budget):
+                await prefill_leg
+        except TimeoutError:  # the answer is whole, so the KV came; a busy prefill's late reply
+            prefill_leg.cancel()  # is not the client's concern
         finished = True
     except BaseException as err:
         _reraise_as_upstream(err, what)

@@ -55,7 +55,9 @@ def get_json(url: str, timeout: float = 10) -> dict:
     return json.loads(get_text(url, timeout))
 
 
-def start_cluster(tmp: Path, backend: str, decode_replicas: int = 1, mode: str = "sun") -> Cluster:
+def start_cluster(
+    tmp: Path, backend: str, decode_replicas: int = 1, mode: str = "sun", router_extra: str = ""
+) -> Cluster:
     first = free_port_block(2 + len(TASKS) * (1 + decode_replicas), 500)
     router_port = free_port_block(1, 1) + 10
     yaml = tmp / "cluster.yaml"
@@ -66,7 +68,7 @@ def start_cluster(tmp: Path, backend: str, decode_replicas: int = 1, mode: str =
         f"decode: {{replicas: {decode_replicas}}}\n"
         "tasks:\n"
         + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items())
-        + f"router: {{host: 127.0.0.1, port: {router_port}}}\n"
+        + f"router: {{host: 127.0.0.1, port: {router_port}{router_extra}}}\n"
         f"first_port: {first}\n"
     )
     cluster = Cluster(plan(cluster_config.load(yaml), "cpu"), tmp / "logs", timeout_s=300)

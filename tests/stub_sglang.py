@@ -22,9 +22,11 @@ class StubState:
     aborted: list[str] = field(default_factory=list)
     rooms_done: set[int] = field(default_factory=set)
     peer: StubState | None = None
-    delay_s: float = 0.0  # decode: wait this long before the first token
+    delay_s: float = 0.0  # decode: wait this long before the first token; prefill: before answering
     stall_after: int | None = None  # decode, streamed: stop sending after this many chunks
     reported_tokens: int | None = None  # /v1/loads num_total_tokens (None: no such endpoint)
+    reply_lag_s: float = 0.0  # prefill: answer this long after the "KV" is sent
+    garbage: bool = False  # answer 200 with a body that is not SGLang's (not JSON, broken SSE)
 
 
 def stub_app(state: StubState) -> web.Application:
@@ -34,8 +36,16 @@ def stub_app(state: StubState) -> web.Application:
         if state.fail_with is not None:
             return web.json_response({"error": {"message": "stub failure"}}, status=state.fail_with)
         ids = body["input_ids"]
+        if state.garbage:
+            if body.get("stream"):
+                return web.Response(
+                    body=b'data: {"text": "A", \x00\xff garbage\n\n', content_type="text/event-stream"
+                )
+            return web.Response(body=b"\x00\xff<html>not json", content_type="application/json")
         if state.role == "prefill":
+            await asyncio.sleep(state.delay_s)
             state.rooms_done.add(body["bootstrap_room"])
+            await asyncio.sleep(state.reply_lag_s)
             return web.json_response({"text": "A", "output_ids": [65], "meta_info": _meta(len(ids), 1)})
         for _ in range(500):  # decode: wait for "KV" (the prefill's room) or an abort
             if body["rid"] in state.aborted:

@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from router.config import Timeouts
+from router.health import check_once
 from router.pools import DecodePool, reconcile
 from tests.stub_sglang import StubState, stub_app
 from tests.test_gateway import CHAT, gateway, run
@@ -181,3 +182,26 @@ async def _wait_up(client: aiohttp.ClientSession, url: str, proc: subprocess.Pop
             pass
         await asyncio.sleep(0.2)
     raise TimeoutError("gateway did not start")
+
+
+def test_failed_probes_of_a_worker_that_just_served_do_not_count() -> None:
+    async def body() -> None:
+        state = StubState("decode", healthy=False)
+        async with TestServer(stub_app(state)) as srv, aiohttp.ClientSession() as session:
+            pool = DecodePool([str(srv.make_url("")).rstrip("/")])
+            (slot,) = pool.slots
+            failures: dict[str, int] = {}
+            slot.last_ok = time.monotonic()  # it answered a request just now: busy, not dead
+            for _ in range(3):
+                await check_once(session, [("decode", pool)], 2.0, failures, recent_s=5.0)
+            assert slot.healthy
+            slot.last_ok -= 10.0  # nothing finished for a while: two failed probes and it is out
+            await check_once(session, [("decode", pool)], 2.0, failures, recent_s=5.0)
+            assert slot.healthy
+            await check_once(session, [("decode", pool)], 2.0, failures, recent_s=5.0)
+            assert not slot.healthy
+            state.healthy = True
+            await check_once(session, [("decode", pool)], 2.0, failures, recent_s=5.0)
+            assert slot.healthy
+
+    run(body())

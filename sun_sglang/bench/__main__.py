@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import signal
 import sys
 import urllib.request
 from importlib import metadata
@@ -20,9 +21,12 @@ from pathlib import Path
 import msgspec
 
 from sun_sglang.bench import compare, loadgen, summary
+from sun_sglang.bench.soak import soak
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
 from sun_sglang.launch import config as cluster_config
+from sun_sglang.launch.cluster import Cluster, plan
 from sun_sglang.launch.config import CpuPins
+from sun_sglang.launch.roles import detect_device
 
 
 def _lengths(text: str) -> Lengths:
@@ -62,6 +66,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--prefill-cpus", default="0", help="taskset list: prefill servers, gateway, load")
     c.add_argument("--decode-cpus", default="1", help="taskset list: every decode server")
     c.add_argument("--out-dir", required=True, help="logs and result.json go here")
+    k = sub.add_parser("soak", help="streaming clients with hang-ups for a bounded time; resources sampled")
+    k.add_argument("--cluster", required=True, help="a cluster file; the cluster is started and stopped")
+    k.add_argument("--clients", type=int, default=16)
+    k.add_argument("--minutes", type=float, default=5.0)
+    k.add_argument("--cut-share", type=float, default=0.2, help="share of requests the client hangs up on")
+    k.add_argument("--settle-s", type=float, default=120.0)
+    k.add_argument("--out-dir", required=True, help="logs and soak.json go here")
     return ap.parse_args(argv)
 
 
@@ -111,8 +122,12 @@ def workload(args: argparse.Namespace) -> WorkloadConfig:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    # SIGTERM unwinds like Ctrl-C, so that clusters started here are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.command == "compare":
         return run_compare(args)
+    if args.command == "soak":
+        return run_soak(args)
     cfg = workload(args)
     try:
         workers = summary.workers_from_metrics(_get(f"{args.url.rstrip('/')}/metrics"))
@@ -155,6 +170,21 @@ def run_compare(args: argparse.Namespace) -> None:
         print(mode, json.dumps({k: s[k] for k in ("requests", "errors", "req_s", "output_tok_s")}))
         print(mode, json.dumps({"tpot_s": s["tpot_s"], "decode_mixing": result[mode]["decode_mixing"]}))
     print("sun/conventional", json.dumps(result["ratios_sun_over_conventional"]))
+
+
+def run_soak(args: argparse.Namespace) -> None:
+    out_dir = Path(args.out_dir)
+    cfg = cluster_config.load(args.cluster)
+    device = detect_device() if cfg.device == "auto" else cfg.device
+    with Cluster(plan(cfg, device), out_dir / "logs", cfg.startup_timeout_s) as cluster:
+        report = asyncio.run(
+            soak(cluster, args.clients, args.minutes * 60, args.cut_share, settle_s=args.settle_s)
+        )
+    report["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
+    report["versions"] = _versions()
+    (out_dir / "soak.json").write_text(json.dumps(report, indent=1))
+    keys = ("clients", "seconds", "outcomes", "errors", "at_rest", "settle_s", "baseline", "peak", "final")
+    print(json.dumps({k: report[k] for k in keys}, indent=1))
 
 
 if __name__ == "__main__":

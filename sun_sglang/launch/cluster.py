@@ -107,6 +107,9 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         port=config.router.port,
         api_keys=config.router.api_keys,
         admin_token=config.router.admin_token,
+        timeouts=config.router.timeouts,
+        health_interval_s=config.router.health_interval_s,
+        health_timeout_s=config.router.health_timeout_s,
     )
     return ClusterPlan(servers=servers, gateway=gateway, gateway_cpus=config.cpus.gateway)
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from router.config import TASK_NAME
+from router.config import TASK_NAME, Timeouts
 from sun_sglang.launch.roles import Backend
 
 
@@ -25,6 +25,9 @@ class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 8000
     api_keys: list[str] = []  # if set, clients need "Authorization: Bearer KEY"
     admin_token: str | None = None  # enables the admin API (/admin/*)
+    timeouts: Timeouts = Timeouts()  # connect, first token, between tokens, whole request
+    health_interval_s: float = 5.0  # worker health probes (0: off)
+    health_timeout_s: float = 5.0
 
 
 class CpuPins(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

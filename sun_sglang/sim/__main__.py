@@ -2,7 +2,7 @@
 
 solve     one workload point: fewest decode GPUs for SUN and conventional, their figures
 sweep     the paper-scale grid (sun_sglang.sim.grid) -> DIR/sweep.json and plots
-validate  predict a measured CPU run (bench compare's result.json) -> DIR/cpu_compare.json
+validate  predict a measured CPU run (bench compare's result.json) -> DIR/cpu_compare-NAME.json
 report    docs/PERFORMANCE.md from DIR (hand-written notes below its marker are kept)
 """
 
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     val = sub.add_parser("validate")
     val.add_argument("--compare", required=True, help="result.json of python -m sun_sglang.bench compare")
     val.add_argument("--out-dir", default="docs/performance")
+    val.add_argument("--name", default="run", help="writes OUT_DIR/cpu_compare-NAME.json")
     rep = sub.add_parser("report")
     rep.add_argument("--data", default="docs/performance")
     rep.add_argument("--doc", default="docs/PERFORMANCE.md")
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(Path(args.compare).read_text())
         out = report.cpu_summary(result, validate(result))
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.out_dir) / "cpu_compare.json").write_text(json.dumps(out, indent=1))
+        (Path(args.out_dir) / f"cpu_compare-{args.name}.json").write_text(json.dumps(out, indent=1))
         print(json.dumps(out["validation"]["modes"], indent=1))
     else:
         report.write(Path(args.data), Path(args.doc))

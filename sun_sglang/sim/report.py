@@ -1,5 +1,5 @@
 """docs/PERFORMANCE.md, written from the data files the benchmarks and the simulator leave in one
-folder: cpu_compare.json (`python -m sun_sglang.sim validate`) and sweep.json (`... sim sweep`).
+folder: cpu_compare-NAME.json (`python -m sun_sglang.sim validate`) and sweep.json (`... sim sweep`).
 Everything below NOTES_MARK in an existing page is kept (hand-written reading)."""
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1e3:.0f}"
 
 
-def _cpu_section(cpu: dict) -> list[str]:
+def _cpu_section(cpu: dict, name: str) -> list[str]:
     w = cpu["workload"]
     out = [
-        "## CPU cluster: SUN against conventional, side by side",
+        f"## CPU cluster, run `{name}`: SUN against conventional, side by side",
         "",
         f"Machine: {cpu['machine']['platform']}, {cpu['machine']['cpus']} cores. SmolLM2-135M float32, "
         f"tasks {', '.join(w['tasks'])}; taskset: prefill servers, gateway and load generator on CPU "
@@ -94,7 +94,7 @@ def _validation_section(val: dict) -> list[str]:
         f"{n:.0f} tokens: {s * 1e3:.0f} ms" for n, s in zip(p["prefill_lens"], p["prefill_seconds"])
     )
     out = [
-        "## The simulator against the CPU runs",
+        "### The simulator against this run",
         "",
         f"Calibration ({p['source']}): decode step by batch {steps}; prefill {prefill}. "
         "The simulator then replays each run's requests (planned arrivals, counted prompt lengths) "
@@ -220,15 +220,15 @@ def write(data_dir: Path, doc: Path) -> None:
         "python -m sun_sglang.bench compare --cluster launch/local-smollm2.yaml --popularity zipf \\",
         "    --zipf-alpha 1.0 --rate 1.0 --num-requests 80 --concurrency 16 --output-tokens 32 \\",
         "    --prompt-words 32:64 --out-dir /tmp/compare          # CPU cluster, ~10 min",
-        "python -m sun_sglang.sim validate --compare /tmp/compare/result.json",
+        "python -m sun_sglang.sim validate --compare /tmp/compare/result.json --name zipf1",
         "python -m sun_sglang.sim sweep                          # paper scale, a few minutes",
         "python -m sun_sglang.sim report",
         "```",
         "",
     ]
-    if (data_dir / "cpu_compare.json").exists():
-        cpu = json.loads((data_dir / "cpu_compare.json").read_text())
-        lines += _cpu_section(cpu) + _validation_section(cpu["validation"])
+    for path in sorted(data_dir.glob("cpu_compare-*.json")):
+        cpu = json.loads(path.read_text())
+        lines += _cpu_section(cpu, path.stem.split("-", 1)[1]) + _validation_section(cpu["validation"])
     if (data_dir / "sweep.json").exists():
         lines += _sweep_section(json.loads((data_dir / "sweep.json").read_text()))
     doc.write_text("\n".join(lines) + "\n" + NOTES_MARK + (notes or "\n"))

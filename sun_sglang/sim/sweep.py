@@ -81,7 +81,7 @@ SLO = Slo()
 def solve(point: Point, slo: Slo = SLO, seed: int = 0, keep_tpots: bool = False) -> dict:
     cost = Roofline(GPUS[point.gpu], MODELS[point.model])
     reqs = requests(point, seed)
-    names = sorted({r.task for r in reqs}, key=lambda t: int(t[1:]))
+    names = [f"t{k}" for k in range(point.tasks)]  # every deployed task, with traffic or not
     share = {t: sum(r.task == t for r in reqs) / len(reqs) for t in names}
     per_prefill = cost.prefill_s([point.prompt_tokens])
     prefill = {t: max(1, math.ceil(point.rate * share[t] * per_prefill / 0.7)) for t in names}
@@ -92,7 +92,10 @@ def solve(point: Point, slo: Slo = SLO, seed: int = 0, keep_tpots: bool = False)
         return Simulator(shape, cost, cost, seed=seed).run([r for r in reqs if r.task in tasks])
 
     conv_decode, conv_records = {}, []
-    for t in names:  # each task's pool is independent of the others
+    for t in names:  # each task's pool is independent of the others; an idle one still holds a GPU
+        if not share[t]:
+            conv_decode[t] = 1
+            continue
         conv_decode[t] = fewest(lambda d, t=t: _holds(*simulate("conventional", [t], d), slo))
         conv_records += simulate("conventional", [t], conv_decode[t])[0]
     wall = max(r.sent_s + (r.latency_s or 0.0) for r in conv_records)
