@@ -85,6 +85,9 @@ BAD = [
     (b'{"model": "math", "messages": [{"role": "user", "content": "\xff\xfe"}]}', 400, "malformed JSON"),
     (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
     (b'{"model": "math:adapter", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
+    (b'{"model": "../math", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
+    (b'{"model": "math\\r\\nX-Admin: 1", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
+    (b'{"model": "math\\u0000", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
     (b'{"model": "math", "messages": []}', 400, "messages must not be empty"),
     (b'{"model": "math", "messages": "hello"}', 400, "invalid request"),
     (

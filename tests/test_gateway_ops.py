@@ -205,3 +205,27 @@ def test_failed_probes_of_a_worker_that_just_served_do_not_count() -> None:
             assert slot.healthy
 
     run(body())
+
+
+def test_no_secret_or_prompt_reaches_the_logs(tiny_base: Path, tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    log = tmp_path / "access.log"
+    secrets = ["sk-right-key-1", "sk-wrong-key-2", "admin-token-3", "adm-wrong-4", "private prompt 5"]
+
+    async def body() -> None:
+        options = {"access_log": str(log), "access_log_flush_s": 0.05, "api_keys": [secrets[0]]}
+        async with gateway(tiny_base, admin_token=secrets[2], **options) as (url, client, _, _d):
+            chat = {**CHAT, "messages": [{"role": "user", "content": secrets[4]}]}
+            for key, status in ((secrets[0], 200), (secrets[1], 401)):
+                headers = {"Authorization": f"Bearer {key}"}
+                async with client.post(f"{url}/v1/chat/completions", json=chat, headers=headers) as resp:
+                    assert resp.status == status
+            headers = {"Authorization": f"Bearer {secrets[3]}"}
+            async with client.get(f"{url}/admin/workers", headers=headers) as resp:
+                assert resp.status == 401
+            await asyncio.sleep(0.2)
+
+    with caplog.at_level("DEBUG"):
+        run(body())
+    logged = log.read_text() + caplog.text
+    assert len(log.read_text().splitlines()) >= 2  # the requests were logged ...
+    assert not [s for s in secrets if s in logged]  # ... without keys, tokens or prompts

@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 
 from sun_sglang.bench import compare, loadgen, summary
+from sun_sglang.bench.soak import plot as soak_plot
 from sun_sglang.bench.soak import soak
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
 from sun_sglang.launch import config as cluster_config
@@ -183,6 +184,7 @@ def run_soak(args: argparse.Namespace) -> None:
     report["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
     report["versions"] = _versions()
     (out_dir / "soak.json").write_text(json.dumps(report, indent=1))
+    soak_plot(report, str(out_dir / "soak.png"))
     keys = ("clients", "seconds", "outcomes", "errors", "at_rest", "settle_s", "baseline", "peak", "final")
     print(json.dumps({k: report[k] for k in keys}, indent=1))
 

@@ -207,3 +207,34 @@ async def soak(
         "final": last,
         "samples": samples,
     }
+
+
+def plot(report: dict, path: str) -> None:
+    """Resource curves of a soak: gateway memory, descriptors and connections; server memory;
+    what the servers hold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = report["samples"]
+    t = [s["t"] - samples[0]["t"] for s in samples]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    axes[0].plot(t, [s["gateway_rss_mib"] for s in samples], label="gateway RSS (MiB)")
+    axes[0].plot(t, [s["servers_rss_mib"] / 10 for s in samples], label="servers RSS / 10 (MiB)")
+    axes[1].plot(t, [s["gateway_fds"] for s in samples], label="gateway fds")
+    axes[1].plot(t, [s["gateway_tcp"] for s in samples], label="gateway TCP connections")
+    axes[2].plot(t, [s["running"] for s in samples], label="requests running (servers)")
+    axes[2].plot(t, [s["queued"] for s in samples], label="queued")
+    axes[2].plot(t, [s["decode_kv_tokens"] / 100 for s in samples], label="decode KV tokens / 100")
+    for ax in axes:
+        ax.axvline(report["seconds"], color="grey", ls=":", lw=0.8)
+        ax.set_xlabel("s since the baseline (dotted: clients stop)")
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{report['clients']} streaming clients, {report['seconds'] / 60:.0f} min, "
+        f"{report['cut_share']:.0%} hung up on"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
