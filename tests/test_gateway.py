@@ -86,7 +86,7 @@ BAD = [
     (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
     (b'{"model": "math:adapter", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
     (b'{"model": "../math", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
-    (b'{"model": "math\\r\\nX-Admin: 1", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
+    (b'{"model": "math\\r\\nX: 1", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
     (b'{"model": "math\\u0000", "messages": [{"role": "user", "content": "x"}]}', 404, "does not exist"),
     (b'{"model": "math", "messages": []}', 400, "messages must not be empty"),
     (b'{"model": "math", "messages": "hello"}', 400, "invalid request"),
