@@ -56,7 +56,12 @@ def get_json(url: str, timeout: float = 10) -> dict:
 
 
 def start_cluster(
-    tmp: Path, backend: str, decode_replicas: int = 1, mode: str = "sun", router_extra: str = ""
+    tmp: Path,
+    backend: str,
+    decode_replicas: int = 1,
+    mode: str = "sun",
+    router_extra: str = "",
+    extra_yaml: str = "",
 ) -> Cluster:
     first = free_port_block(2 + len(TASKS) * (1 + decode_replicas), 500)
     router_port = free_port_block(1, 1) + 10
@@ -69,7 +74,7 @@ def start_cluster(
         "tasks:\n"
         + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items())
         + f"router: {{host: 127.0.0.1, port: {router_port}{router_extra}}}\n"
-        f"first_port: {first}\n"
+        f"first_port: {first}\n" + extra_yaml
     )
     cluster = Cluster(plan(cluster_config.load(yaml), "cpu"), tmp / "logs", timeout_s=300)
     cluster.start()

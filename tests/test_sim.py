@@ -111,6 +111,8 @@ def test_workers_on_one_core_share_it() -> None:
     together, _ = Simulator(shared, p, p).run(requests)
     assert [r.latency_s for r in alone] == pytest.approx([1.0, 1.0])
     assert [r.latency_s for r in together] == pytest.approx([2.0, 2.0])  # each at half speed
+    lossy = ClusterShape(tasks=["a", "b"], mode="conventional", decode_cores=1, decode_core_overhead=1.5)
+    assert [r.latency_s for r in Simulator(lossy, p, p).run(requests)[0]] == pytest.approx([3.0, 3.0])
 
 
 def test_fewest_finds_the_smallest_count_that_holds() -> None:

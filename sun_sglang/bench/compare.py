@@ -83,9 +83,11 @@ def run_mode(
         url = cluster.gateway_url
         workers = summary.workers_from_metrics(loadgen_get(f"{url}/metrics"))
         decode = sum(n for pool, n in workers.items() if pool.split(":")[0] == "decode")
-        if with_profile:
-            task = workload.tasks[0]
-            result["profile"] = msgspec.to_builtins(profile.measure_sync(url, task))
+        if with_profile and mode == "sun":
+            result["profile"] = msgspec.to_builtins(profile.measure_sync(url, workload.tasks[0]))
+        elif with_profile:  # conventional: what decode servers sharing a core cost each other
+            tpot = asyncio.run(profile.measure_sharing(url, list(workload.tasks)))
+            result["sharing"] = {"servers": len(workload.tasks), "tpot_batch1_s": tpot}
         records, wall = asyncio.run(loadgen.run(workload, url, progress=False))
         result["startup_s"] = cluster.startup_s
     result["workers"] = workers
@@ -132,7 +134,7 @@ def compare(
         os.sched_setaffinity(0, _cpu_set(pins.gateway))
     sun = run_mode(base, "sun", sun_decode, pins, workload, out_dir / "sun", with_profile=True)
     conv_dir = out_dir / "conventional"
-    conv = run_mode(base, "conventional", conventional_decode, pins, workload, conv_dir, with_profile=False)
+    conv = run_mode(base, "conventional", conventional_decode, pins, workload, conv_dir, with_profile=True)
     return {
         "cluster": cluster_file,
         "workload": msgspec.to_builtins(workload),

@@ -60,5 +60,12 @@ async def measure(
     )
 
 
+async def measure_sharing(url: str, tasks: list[str], output_tokens: int = 32, n: int = 4) -> float:
+    """TPOT with one request at a time on each task at once: on a conventional cluster whose decode
+    servers share one core, the step time of batch 1 with that many servers busy on the core."""
+    runs = await asyncio.gather(*(_closed(url, t, 1, n, PROMPT_WORDS, output_tokens) for t in tasks))
+    return statistics.median(r.tpot_s for records in runs for r in records if r.tpot_s is not None)
+
+
 def measure_sync(url: str, task: str, **kw: object) -> Profile:
     return asyncio.run(measure(url, task, **kw))  # type: ignore[arg-type]

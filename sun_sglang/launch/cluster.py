@@ -66,6 +66,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         port = next(ports)
         extra = config.prefill_args if role == "prefill" else config.decode_args
         cpus = config.cpus.prefill if role == "prefill" else config.cpus.decode
+        env = config.prefill_env if role == "prefill" else config.decode_env
         spec = ServerSpec(
             role=role,
             name=name,
@@ -74,7 +75,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
             dtype=dtype,
             bootstrap_port=port + _BOOTSTRAP_OFFSET if role == "prefill" else None,
             served_model_name=task,
-            options=msgspec.structs.replace(options, extra_args=extra, cpus=cpus),
+            options=msgspec.structs.replace(options, extra_args=extra, cpus=cpus, extra_env=env),
         )
         servers.append(spec)
         return spec

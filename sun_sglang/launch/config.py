@@ -56,6 +56,8 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     startup_timeout_s: float = 300.0
     prefill_args: list[str] = []  # passed through to every prefill server
     decode_args: list[str] = []  # passed through to every decode server
+    prefill_env: dict[str, str] = {}  # added to every prefill server's environment
+    decode_env: dict[str, str] = {}  # e.g. SGLang's test-only SGLANG_TEST_DISAGG_FAILURE_PROB
     cpus: CpuPins = CpuPins()
 
     def __post_init__(self) -> None:

@@ -55,6 +55,7 @@ class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_total_tokens: int | None = 4096
     extra_args: list[str] = []
     cpus: str | None = None  # run under `taskset -c CPUS`
+    extra_env: dict[str, str] = {}
 
 
 class ServerSpec(msgspec.Struct, frozen=True):
@@ -121,4 +122,5 @@ class ServerSpec(msgspec.Struct, frozen=True):
         if self.options.device == "cpu":
             env["SGLANG_USE_CPU_ENGINE"] = "1"
             env.setdefault("UCX_NET_DEVICES", "lo")
+        env.update(self.options.extra_env)
         return env

@@ -1,5 +1,6 @@
 """A CPU core shared by several servers (the CPU cluster pins many to one core): processor
-sharing, so while n of them have work, each progresses at 1/n speed."""
+sharing, so while n of them have work, each progresses at 1/n speed, or 1/(n * overhead) where
+servers lose more than their share to each other (measured: see bench.profile.measure_sharing)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ class SharedCore:
     work: dict = field(default_factory=dict)  # key -> [seconds of work left, then]
     last: float = 0.0  # when `work` was last advanced
     version: int = 0  # finish events of earlier versions are stale
+    overhead: float = 1.0  # slowdown beyond 1/n while two or more share the core
+
+    def _slowdown(self) -> float:
+        n = len(self.work)
+        return n * self.overhead if n > 1 else 1.0
 
     def start(self, key: object, seconds: float, then: Callable[[], None]) -> None:
         self._advance()
@@ -31,13 +37,13 @@ class SharedCore:
     def _advance(self) -> None:
         now = self.clock()
         if self.work:
-            share = (now - self.last) / len(self.work)
+            share = (now - self.last) / self._slowdown()
             for item in self.work.values():
                 item[0] -= share
         self.last = now
 
     def _reschedule(self) -> None:
         self.version += 1
-        now, n = self.clock(), len(self.work)
+        now, slowdown = self.clock(), self._slowdown()
         for key, (left, _) in self.work.items():
-            self.at(now + max(0.0, left) * n, self._finish, key, self.version)
+            self.at(now + max(0.0, left) * slowdown, self._finish, key, self.version)

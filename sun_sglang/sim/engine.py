@@ -7,10 +7,8 @@ batches up to a token budget; each prompt's KV then takes a transfer delay to re
 worker, which admits it when its KV fits (prompt + output reserved, as SGLang's decode does) and
 runs continuous batching: every step adds one token to every running request. The prefill server
 makes the first token; the decode server streams it when it admits the request into its batch.
-
-Workers on one shared core (the CPU cluster: several servers pinned to one core) share it: while
-n of them are busy, each runs at 1/n speed.
-Output: loadgen.Record per request, so the load generator's summary applies unchanged.
+Workers pinned to one core share it (sim.cores). Output: loadgen.Record per request, so the load
+generator's summary applies unchanged.
 """
 
 from __future__ import annotations
@@ -53,6 +51,7 @@ class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     transfer_s_per_token: float = 0.0  # ... plus this per prompt token
     prefill_cores: int | None = None  # None: each worker its own device; else workers share N cores
     decode_cores: int | None = None
+    decode_core_overhead: float = 1.0  # decode servers sharing a core: slowdown beyond 1/n
 
     @property
     def decode_worker_count(self) -> int:
@@ -173,7 +172,8 @@ class Simulator:
         if worker.core is None:
             self._at(self.now + seconds, self._done, worker, action, args)
             return
-        core = self.cores.setdefault(worker.core, SharedCore(self._at, lambda: self.now))
+        overhead = self.shape.decode_core_overhead if worker.core[0] == "d" else 1.0
+        core = self.cores.setdefault(worker.core, SharedCore(self._at, lambda: self.now, overhead=overhead))
         core.start(worker, seconds, functools.partial(self._done, worker, action, args))
 
     def _done(self, worker: _Worker, action: Callable, args: tuple) -> None:

@@ -98,7 +98,13 @@ def _validation_section(val: dict) -> list[str]:
         "",
         f"Calibration ({p['source']}): decode step by batch {steps}; prefill {prefill}. "
         "The simulator then replays each run's requests (planned arrivals, counted prompt lengths) "
-        "through the same cluster shape, servers sharing their pinned core.",
+        "through the same cluster shape, servers sharing their pinned core"
+        + (
+            f"; decode servers sharing a core lose {val['decode_core_overhead']:.2f}x beyond an even split "
+            "(measured on the conventional cluster: both tasks at once, one request each)."
+            if val.get("decode_core_overhead", 1.0) != 1.0
+            else " evenly."
+        ),
         "",
         "| mode | figure | measured | predicted | error |",
         "|---|---|---|---|---|",

@@ -25,7 +25,17 @@ FIGURES = {
 }
 
 
-def predict(result: dict, mode: str, profile: Profile, kv_capacity_tokens: int = 4096) -> dict:
+def sharing_overhead(result: dict, profile: Profile) -> float:
+    """Decode servers on one core, each at batch 1, against perfect sharing of the core (1.0)."""
+    sharing = result["conventional"].get("sharing")
+    if not sharing:
+        return 1.0
+    return sharing["tpot_batch1_s"] / (sharing["servers"] * profile.decode_step_s(1, 0))
+
+
+def predict(
+    result: dict, mode: str, profile: Profile, kv_capacity_tokens: int = 4096, overhead: float = 1.0
+) -> dict:
     workload = msgspec.convert(result["workload"], WorkloadConfig)
     run = result[mode]
     at = {r.index: r.at_s for r in plan(workload)}
@@ -41,6 +51,7 @@ def predict(result: dict, mode: str, profile: Profile, kv_capacity_tokens: int =
         kv_capacity_tokens=kv_capacity_tokens,
         prefill_cores=1,
         decode_cores=1,
+        decode_core_overhead=overhead,
     )
     closed = workload.concurrency if workload.arrival == "closed" else None
     sim = Simulator(shape, profile, profile, closed_concurrency=closed, client_cap=workload.concurrency)
@@ -50,9 +61,10 @@ def predict(result: dict, mode: str, profile: Profile, kv_capacity_tokens: int =
 
 def validate(result: dict) -> dict:
     profile = msgspec.convert(result["sun"]["profile"], Profile)
-    out: dict = {"profile": msgspec.to_builtins(profile), "modes": {}}
+    overhead = sharing_overhead(result, profile)
+    out: dict = {"profile": msgspec.to_builtins(profile), "decode_core_overhead": overhead, "modes": {}}
     for mode in ("sun", "conventional"):
-        measured, predicted = result[mode]["summary"], predict(result, mode, profile)
+        measured, predicted = result[mode]["summary"], predict(result, mode, profile, overhead=overhead)
         out["modes"][mode] = {
             name: {
                 "measured": get(measured),
