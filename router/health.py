@@ -32,8 +32,9 @@ async def check_once(
 ) -> None:
     """Probe every worker once. A worker leaves its pool after `fail_after` failed probes in a
     row (one slow answer under load is not an outage) and returns on its first good one. A probe
-    that fails counts for nothing if the worker finished a request within `recent_s`: SGLang's
-    /health waits for its scheduler, which a long batch keeps busy for seconds."""
+    that fails counts for nothing if one of the worker's requests made progress (a token, or a
+    whole answer) within `recent_s`: SGLang's /health waits for its scheduler, which a long batch
+    keeps busy for seconds."""
     targets = [(name, pool, slot) for name, pool in pools for slot in list(pool.slots)]
     started = time.monotonic()
     results = await asyncio.gather(*(probe(session, slot.url, timeout_s) for _, _, slot in targets))

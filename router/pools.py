@@ -33,7 +33,7 @@ class Slot(Generic[W]):
     load: float = 0.0  # tokens the gateway placed here, in flight
     external: float = 0.0  # tokens the server reported beyond `load` at its last poll
     requests: int = 0
-    last_ok: float = float("-inf")  # monotonic time its last request finished well
+    last_ok: float = float("-inf")  # monotonic time one of its requests last made progress
     healthy: bool = True
     draining: bool = False  # takes no new requests; its requests in flight finish
 

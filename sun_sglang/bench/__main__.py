@@ -14,7 +14,6 @@ import os
 import platform
 import signal
 import sys
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from sun_sglang.bench.workload import Lengths, WorkloadConfig
 from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.cluster import Cluster, plan
 from sun_sglang.launch.config import CpuPins
-from sun_sglang.launch.roles import detect_device
+from sun_sglang.launch.roles import device_for
 
 
 def _lengths(text: str) -> Lengths:
@@ -45,9 +44,8 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read().decode()
+def _machine() -> dict:
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "machine": platform.machine()}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -116,7 +114,7 @@ def workload(args: argparse.Namespace) -> WorkloadConfig:
     if "tasks" not in fields and args.command == "compare":
         fields["tasks"] = list(cluster_config.load(args.cluster).tasks)
     if "tasks" not in fields:
-        models = json.loads(_get(f"{args.url.rstrip('/')}/v1/models"))["data"]
+        models = json.loads(loadgen.get_text(f"{args.url.rstrip('/')}/v1/models"))["data"]
         fields["tasks"] = [m["id"] for m in models]
     return msgspec.convert(fields, WorkloadConfig)
 
@@ -131,10 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         return run_soak(args)
     cfg = workload(args)
     try:
-        workers = summary.workers_from_metrics(_get(f"{args.url.rstrip('/')}/metrics"))
+        workers = summary.workers_from_metrics(loadgen.get_text(f"{args.url.rstrip('/')}/metrics"))
     except OSError:
         workers = {}  # not a SUN gateway: no per-worker figures
-    decode = sum(n for pool, n in workers.items() if pool.split(":")[0] == "decode")
+    decode = summary.decode_workers(workers)
     total = sum(workers.values())
     records, wall = asyncio.run(loadgen.run(cfg, args.url, args.api_key, progress=not args.quiet))
     slo = {"slo_ttft_s": args.slo_ttft_s, "slo_tpot_s": args.slo_tpot_s}
@@ -142,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "config": msgspec.to_builtins(cfg),
         "target": args.url,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "machine": platform.machine()},
+        "machine": _machine(),
         "versions": _versions(),
         "workers": workers,
         "summary": overall,
@@ -163,7 +161,7 @@ def run_compare(args: argparse.Namespace) -> None:
     result = compare.compare(
         args.cluster, workload(args), out_dir, args.sun_decode, args.conventional_decode, pins
     )
-    result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
+    result["machine"] = _machine()
     result["versions"] = _versions()
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))
     for mode in ("sun", "conventional"):
@@ -176,12 +174,11 @@ def run_compare(args: argparse.Namespace) -> None:
 def run_soak(args: argparse.Namespace) -> None:
     out_dir = Path(args.out_dir)
     cfg = cluster_config.load(args.cluster)
-    device = detect_device() if cfg.device == "auto" else cfg.device
-    with Cluster(plan(cfg, device), out_dir / "logs", cfg.startup_timeout_s) as cluster:
+    with Cluster(plan(cfg, device_for(cfg.device)), out_dir / "logs", cfg.startup_timeout_s) as cluster:
         report = asyncio.run(
             soak(cluster, args.clients, args.minutes * 60, args.cut_share, settle_s=args.settle_s)
         )
-    report["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
+    report["machine"] = _machine()
     report["versions"] = _versions()
     (out_dir / "soak.json").write_text(json.dumps(report, indent=1))
     soak_plot(report, str(out_dir / "soak.png"))

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from sun_sglang.bench.workload import WorkloadConfig
 from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.cluster import Cluster, plan
 from sun_sglang.launch.config import CpuPins, DecodeConfig
-from sun_sglang.launch.roles import detect_device
+from sun_sglang.launch.roles import device_for
 
 PINS = CpuPins(prefill="0", decode="1", gateway="0")
 _RUNNING = re.compile(r"Decode batch.*?#running-req: (\d+)")
@@ -77,12 +76,11 @@ def run_mode(
     with_profile: bool,
 ) -> dict:
     cfg = msgspec.structs.replace(base, mode=mode, decode=DecodeConfig(decode_replicas), cpus=pins)
-    cluster = Cluster(plan(cfg, detect_device() if cfg.device == "auto" else cfg.device), log_dir, 600)
+    cluster = Cluster(plan(cfg, device_for(cfg.device)), log_dir, 600)
     result: dict = {"mode": mode, "decode_replicas": decode_replicas}
     with cluster:
         url = cluster.gateway_url
-        workers = summary.workers_from_metrics(loadgen_get(f"{url}/metrics"))
-        decode = sum(n for pool, n in workers.items() if pool.split(":")[0] == "decode")
+        workers = summary.workers_from_metrics(loadgen.get_text(f"{url}/metrics"))
         if with_profile and mode == "sun":
             result["profile"] = msgspec.to_builtins(profile.measure_sync(url, workload.tasks[0]))
         elif with_profile:  # conventional: what decode servers sharing a core cost each other
@@ -91,17 +89,13 @@ def run_mode(
         records, wall = asyncio.run(loadgen.run(workload, url, progress=False))
         result["startup_s"] = cluster.startup_s
     result["workers"] = workers
+    decode = summary.decode_workers(workers)
     result["summary"] = summary.summarize(records, wall, decode, sum(workers.values()))
     result["per_task"] = summary.per_task(records, wall)
     result["records"] = [msgspec.to_builtins(r.__dict__) for r in records]
     result["decode_mixing"] = decode_mixing(log_dir / "gateway.log")
     result["decode_most_running"] = {p.stem: most_running(p) for p in sorted(log_dir.glob("decode-*.log"))}
     return result
-
-
-def loadgen_get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read().decode()
 
 
 def ratios(sun: dict, conv: dict) -> dict[str, float | None]:

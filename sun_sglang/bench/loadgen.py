@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -36,6 +37,12 @@ class Record:
         if not self.ok or self.ttft_s is None or self.output_tokens < 2:
             return None
         return (self.latency_s - self.ttft_s) / (self.output_tokens - 1)  # type: ignore[operator]
+
+
+def get_text(url: str) -> str:
+    """A plain GET (the endpoint's /v1/models and /metrics), outside any event loop."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
 
 
 async def send(

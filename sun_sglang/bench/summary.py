@@ -64,6 +64,11 @@ def per_task(records: Sequence[Record], wall_s: float, **kw: object) -> dict[str
 _POOL = re.compile(r'^sun_pool_workers\{pool="([^"]+)",state="healthy"\} ([0-9.]+)$', re.M)
 
 
+def decode_workers(workers: dict[str, int]) -> int:
+    """Healthy decode workers, every decode pool together (shared, or one per task)."""
+    return sum(n for pool, n in workers.items() if pool.split(":")[0] == "decode")
+
+
 def workers_from_metrics(text: str) -> dict[str, int]:
     """Healthy workers per pool, from the gateway's /metrics: {"decode": 1, "prefill:math": 1}."""
     return {pool: int(float(n)) for pool, n in _POOL.findall(text)}

@@ -21,7 +21,7 @@ from sun_sglang import compat
 from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.cluster import Cluster, plan, resolve_model
 from sun_sglang.launch.process import ServerFailed
-from sun_sglang.launch.roles import ServeOptions, ServerSpec, detect_device
+from sun_sglang.launch.roles import ServeOptions, ServerSpec, detect_device, device_for
 from sun_sglang.paths import home
 
 
@@ -81,7 +81,7 @@ def run_role(args: argparse.Namespace, extra: list[str]) -> int:
 def run_cluster(args: argparse.Namespace) -> int:
     try:
         config = cluster_config.load(args.config)
-        device = detect_device() if config.device == "auto" else config.device
+        device = device_for(config.device)
         cluster_plan = plan(config, device)
     except (compat.IncompatibleCheckpoint, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

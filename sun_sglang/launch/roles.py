@@ -37,6 +37,11 @@ def pinned(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
 
+def device_for(setting: str) -> Device:
+    """A cluster file's `device` (auto, cpu, cuda) as the device to serve on."""
+    return detect_device() if setting == "auto" else setting  # type: ignore[return-value]
+
+
 def detect_device() -> Device:
     """cuda when an NVIDIA GPU answers, else cpu. Called once, at the command-line edge."""
     if shutil.which("nvidia-smi") is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sun_sglang.bench.summary import decode_workers
 from sun_sglang.sim.costs import GPUS, MODELS, Roofline
 
 NOTES_MARK = "<!-- notes: kept by python -m sun_sglang.sim report -->"
@@ -58,7 +59,7 @@ def _cpu_section(cpu: dict, name: str) -> list[str]:
     ]
     for mode in ("sun", "conventional"):
         run, s = cpu[mode], cpu[mode]["summary"]
-        decode = sum(n for pool, n in run["workers"].items() if pool.split(":")[0] == "decode")
+        decode = decode_workers(run["workers"])
         out.append(
             f"| {mode} | {decode} | {s['errors']} | {s['req_s']:.2f} | {s['output_tok_s']:.1f} | "
             f"{s['output_tok_s_per_decode_worker']:.1f} | "
