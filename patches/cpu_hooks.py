@@ -1,4 +1,5 @@
-"""Hooks that let SGLang's prefill/decode KV transfer run on CPU-only machines (SGLANG_CPU.md 4-6).
+"""Hooks that let SGLang's prefill/decode KV transfer run on CPU-only machines (SGLANG_CPU.md 4-6),
+and its LoRA (item 8, `lora_hooks`).
 
 Each hook is registered on one SGLang function and pinned (selfcheck.Pin) to the source of the
 function whose behaviour it relies on, so that an SGLang upgrade that moves it fails loudly.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from patches import lora_hooks
 from patches.selfcheck import Pin
 
 _PREFILL = "sglang.srt.disaggregation.prefill.SchedulerDisaggregationPrefillMixin"
@@ -31,6 +33,7 @@ PINS = [
         "sglang.srt.disaggregation.decode.DecodePreallocQueue._init_kv_manager",
         "bca581d7886d32a86755b369e6aa22c2b508495a3aa580b3046ddd70ae20ede8",
     ),
+    *lora_hooks.PINS,
 ]
 
 
@@ -83,6 +86,7 @@ def register() -> None:
     HookRegistry.register(SEND_KV_CHUNK, send_kv_chunk_host_indices, HookType.AROUND)
     HookRegistry.register(SEND_CACHED_PREFIX, send_cached_prefix_without_cuda_event, HookType.AROUND)
     HookRegistry.register(NIXL_MANAGER_INIT, nixl_kv_in_dram, HookType.BEFORE)
+    lora_hooks.register()
     if _nixl_installed():
         HookRegistry.register(NIXL_AGENT_CONFIG, polite_nixl_agent_config(), HookType.REPLACE)
 

@@ -1,4 +1,4 @@
-"""The admin API: workers join, drain and leave at run time.
+"""The admin API: workers join, drain and leave at run time (LoRA tasks: admin_adapters.py).
 
 Guarded by its own token (`admin_token`, separate from the API keys) and an allow-list of worker
 hosts, so worker registration cannot point the gateway at arbitrary addresses. A prefill server
@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from router.admin_adapters import add_adapter_routes
 from router.config import TASK_NAME, PrefillWorker
 from router.errors import ApiError
 from router.gateway import Gateway
@@ -114,6 +115,8 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
         except compat.IncompatibleCheckpoint as err:
             raise ApiError(409, str(err)) from err
         worker = PrefillWorker(url=url, bootstrap_port=req.bootstrap_port)
+        if req.task in gw.adapters:  # a new server of a multi-LoRA pool would lack its adapters
+            raise ApiError(409, f"task {req.task!r} is a LoRA adapter on a prefill pool; its servers are fixed")
         if req.task in gw.prefill:
             if gw.model_paths[req.task] != model:
                 raise ApiError(409, f"task {req.task!r} is served by {gw.model_paths[req.task]}, not {model}")
@@ -195,6 +198,7 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
         }
         return web.json_response(out)
 
+    add_adapter_routes(app, gw, authorize, body, _server_info)
     app.router.add_get("/admin/workers", workers)
     app.router.add_post("/admin/prefill", join_prefill)
     app.router.add_post("/admin/decode", join_decode)

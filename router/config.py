@@ -22,8 +22,10 @@ class PrefillWorker(msgspec.Struct, frozen=True):
 
 
 class TaskRoute(msgspec.Struct, frozen=True):
-    model_path: str  # the prefill module: its tokenizer and chat template are the task's
-    prefill: list[PrefillWorker]
+    model_path: str  # the prefill module (adapter tasks: the base): the task's tokenizer and template
+    prefill: list[PrefillWorker] = []  # the task's own prefill servers, or:
+    pool: str | None = None  # a shared multi-LoRA prefill pool (GatewayConfig.prefill_pools) ...
+    adapter: str | None = None  # ... and the adapter's name there; sent on the prefill leg only
     decode: list[str] | None = None  # the task's own decode pool (conventional mode); else shared
 
 
@@ -41,6 +43,8 @@ class Timeouts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tasks: dict[str, TaskRoute]
     decode: list[str]  # the shared decode pool: URLs of decode servers (empty if every task has its own)
+    # prefill pools that serve many tasks as LoRA adapters on the base (SGLang multi-LoRA)
+    prefill_pools: dict[str, list[PrefillWorker]] = {}
     host: str = "127.0.0.1"
     port: int = 8000
     timeouts: Timeouts = Timeouts()
@@ -66,7 +70,14 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for name, task in self.tasks.items():
             if not TASK_NAME.match(name):
                 raise ValueError(f"task name {name!r}: use letters, digits, '_', '.', '-' only")
-            if not task.prefill:
+            if task.pool is not None:
+                if task.prefill or task.adapter is None:
+                    raise ValueError(f"task {name!r}: a pool task names its adapter and no own servers")
+                if task.pool not in self.prefill_pools:
+                    raise ValueError(f"task {name!r}: no prefill pool {task.pool!r}")
+            elif task.adapter is not None:
+                raise ValueError(f"task {name!r}: an adapter is served by a prefill pool (pool:)")
+            elif not task.prefill:
                 raise ValueError(f"task {name!r} has no prefill worker")
             if not (task.decode or self.decode):
                 raise ValueError(f"task {name!r} has no decode worker (no own pool, shared pool empty)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,9 +45,16 @@ class Gateway:
         self.config = config
         self.created = int(time.time())
         self.tokenizers = {name: TaskTokenizer(t.model_path) for name, t in config.tasks.items()}
-        self.prefill = {
-            name: PrefillPool(t.prefill, config.prefill_policy) for name, t in config.tasks.items()
+        # Multi-LoRA prefill pools, each shared by its adapter tasks (one load count per server).
+        self.shared_prefill = {
+            name: PrefillPool(workers, config.prefill_policy)
+            for name, workers in config.prefill_pools.items()
         }
+        self.prefill = {
+            name: self.shared_prefill[t.pool] if t.pool else PrefillPool(t.prefill, config.prefill_policy)
+            for name, t in config.tasks.items()
+        }
+        self.adapters = {name: t.adapter for name, t in config.tasks.items() if t.adapter}
         # One shared decode pool (SUN); a task with its own decode servers (conventional) has its own.
         self.shared_decode = DecodePool(config.decode, config.decode_policy)
         self.decode = {
@@ -56,15 +64,18 @@ class Gateway:
         self.model_paths = {name: t.model_path for name, t in config.tasks.items()}
         self.metrics = GatewayMetrics()
         self.in_flight = 0
+        self.running: Counter[str] = Counter()  # requests in flight per task
         self.access_log: AccessLog | None = None
         self.clients: Clients | None = None
         self._background: list[asyncio.Task] = []
 
     @property
     def pools(self) -> list[tuple[str, Pool]]:
-        prefill = [(f"prefill:{n}", pool) for n, pool in self.prefill.items()]
+        """Every pool once: a task's own prefill pool, the multi-LoRA prefill pools, the decode pools."""
+        own_prefill = [(f"prefill:{n}", pool) for n, pool in self.prefill.items() if n not in self.adapters]
+        shared_prefill = [(f"prefill-pool:{n}", pool) for n, pool in self.shared_prefill.items()]
         own = [(f"decode:{n}", pool) for n, pool in self.decode.items() if pool is not self.shared_decode]
-        return [*prefill, ("decode", self.shared_decode), *own]
+        return [*own_prefill, *shared_prefill, ("decode", self.shared_decode), *own]
 
     def decode_pools(self) -> list[Pool]:
         return [pool for name, pool in self.pools if name.startswith("decode")]
@@ -131,7 +142,7 @@ class Gateway:
             raise ApiError(429, "too many requests in flight; retry later", kind="rate_limit_error")
         prefill_pool, decode_pool = self.prefill[task], self.decode[task]
         try:
-            prefill = prefill_pool.choose(input_ids)
+            prefill = prefill_pool.choose(input_ids, self.adapters.get(task, ""))
         except LookupError as err:
             raise ApiError(503, f"no healthy prefill server for task '{task}'", kind="unavailable") from err
         try:
@@ -143,6 +154,7 @@ class Gateway:
         prefill_pool.place(prefill, len(input_ids))
         decode_pool.place(decode, weight)
         self.in_flight += 1
+        self.running[task] += 1
         self.metrics.task_in_flight.labels(task).inc()
 
         def progressed() -> None:  # passive health: both servers are doing their part
@@ -161,6 +173,7 @@ class Gateway:
             prefill_pool.release(prefill, len(input_ids))
             decode_pool.release(decode, weight)
             self.in_flight -= 1
+            self.running[task] -= 1
             self.metrics.task_in_flight.labels(task).dec()
 
     def _mark_unreachable(self, url: str) -> None:
@@ -180,7 +193,8 @@ class Gateway:
                 async with self.pair(job, params) as (prefill, decode, _):
                     rid = job.trace.sglang_rid()
                     body = pd_body(prefill, rid, job.input_ids, params, job.extra)
-                    out = await generate(self.clients, prefill, decode, body, rid, timeouts)
+                    adapter = self.adapters.get(job.task)
+                    out = await generate(self.clients, prefill, decode, body, rid, timeouts, adapter)
                 break
             except ApiError as err:
                 if not err.retry or attempt == self.config.retries:
@@ -214,7 +228,8 @@ class Gateway:
                 async with self.pair(job, params) as (prefill, decode, progressed):
                     rid = job.trace.sglang_rid()
                     body = pd_body(prefill, rid, job.input_ids, params, job.extra)
-                    chunks = generate_stream(self.clients, prefill, decode, body, rid, timeouts)
+                    adapter = self.adapters.get(job.task)
+                    chunks = generate_stream(self.clients, prefill, decode, body, rid, timeouts, adapter)
                     try:
                         async for chunk in chunks:
                             progressed()

@@ -70,6 +70,12 @@ def _streamed(body: bytes) -> bytes:
     return body[:-1] + b',"stream":true}'
 
 
+def with_adapter(body: bytes, adapter: str | None) -> bytes:
+    """The prefill leg's body for a LoRA task: the adapter is named there only. The decode servers
+    run the plain base; naming it there gets a 400 from SGLang."""
+    return body if adapter is None else body[:-1] + b',"lora_path":' + msgspec.json.encode(adapter) + b"}"
+
+
 async def _raise_for_status(server: str, resp: Response) -> None:
     if resp.status == 200:
         return
@@ -191,9 +197,11 @@ async def generate(
     body: bytes,
     rid: str,
     timeouts: LegTimeouts,
+    adapter: str | None = None,
 ) -> dict[str, Any]:
     """One disaggregated request; the decode server's JSON answer."""
-    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, body, timeouts.first_token_s)
+    prefill_body = with_adapter(body, adapter)
+    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, prefill_body, timeouts.first_token_s)
     decode_done = False
     try:
         async with asyncio.timeout(timeouts.answer_s):
@@ -215,10 +223,12 @@ async def generate_stream(
     body: bytes,
     rid: str,
     timeouts: LegTimeouts,
+    adapter: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """One disaggregated request, streamed: yields the decode server's chunks (cumulative text and
     output ids, meta_info). Closing the iterator early (client gone) aborts both legs."""
-    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, body, timeouts.first_token_s)
+    prefill_body = with_adapter(body, adapter)
+    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, prefill_body, timeouts.first_token_s)
     finished = False
     resp: Response | None = None
     lines: AsyncIterator[bytes] | None = None

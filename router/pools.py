@@ -118,9 +118,10 @@ class PrefillPool(Pool[W]):
         self.how = how
         self.prefixes = PrefixIndex()
 
-    def choose(self, prompt: Sequence[int]) -> Slot[W]:
+    def choose(self, prompt: Sequence[int], namespace: str = "") -> Slot[W]:
+        """`namespace`: the LoRA adapter on a shared multi-LoRA pool (its own cached prefixes)."""
         loads, available = self._snapshot()
-        keys = self.prefixes.keys(prompt)
+        keys = self.prefixes.keys(prompt, namespace)
         if self.how == "round_robin":
             i = policy.round_robin(next(self.turn), len(loads), available)
         elif self.how == "least_load":

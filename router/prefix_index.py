@@ -12,8 +12,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 
-def prefix_keys(tokens: Sequence[int], block: int) -> list[int]:
-    keys, key = [], 0
+def prefix_keys(tokens: Sequence[int], block: int, namespace: str = "") -> list[int]:
+    """`namespace` separates prompts whose KV differs: SGLang keys its radix cache by LoRA adapter."""
+    keys, key = [], hash(namespace) if namespace else 0
     for start in range(0, len(tokens) - len(tokens) % block, block):
         key = hash((key, tuple(tokens[start : start + block])))
         keys.append(key)
@@ -26,9 +27,9 @@ class PrefixIndex:
         self.capacity = capacity
         self.seen: dict[str, OrderedDict[int, None]] = {}
 
-    def keys(self, tokens: Sequence[int]) -> list[int]:
+    def keys(self, tokens: Sequence[int], namespace: str = "") -> list[int]:
         """A prompt's prefix keys: computed once per request, used to match and to record."""
-        return prefix_keys(tokens, self.block)
+        return prefix_keys(tokens, self.block, namespace)
 
     def matched_tokens(self, keys: Sequence[int], workers: Sequence[str]) -> list[int]:
         """Per worker (in the order given): how many leading tokens of the prompt with these

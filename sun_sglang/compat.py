@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,4 +137,76 @@ def check_prefill_module(
         detail = "; ".join(str(m) for m in found)
         raise IncompatibleCheckpoint(
             f"prefill module {prefill_path} does not match decode module {decode_path}: {detail}"
+        )
+
+
+_LAYER_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
+
+
+def _module_dims(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each LoRA-targetable linear layer of a Llama-style block."""
+    text = config.get("text_config") or config
+    hidden, heads = text["hidden_size"], text["num_attention_heads"]
+    head_dim = text.get("head_dim") or hidden // heads
+    q, kv, mlp = (
+        heads * head_dim,
+        text.get("num_key_value_heads", heads) * head_dim,
+        text["intermediate_size"],
+    )
+    return {
+        "q_proj": (hidden, q),
+        "k_proj": (hidden, kv),
+        "v_proj": (hidden, kv),
+        "o_proj": (q, hidden),
+        "gate_proj": (hidden, mlp),
+        "up_proj": (hidden, mlp),
+        "down_proj": (mlp, hidden),
+    }
+
+
+def check_adapter(
+    adapter_path: str | Path,
+    base_path: str | Path,
+    max_rank: int | None = None,
+    served_targets: Sequence[str] | None = None,
+) -> None:
+    """A LoRA prefill module against the base it must ride on (the decode module) and the
+    multi-LoRA prefill servers that will hold it: every weight's shape fits a linear layer of the
+    base, its rank is within the servers' max rank, its target modules among theirs. Raises
+    IncompatibleCheckpoint naming what does not fit."""
+    from safetensors import safe_open
+
+    from sun_sglang import adapters
+
+    try:
+        info = adapters.read(adapter_path)
+    except adapters.BadAdapter as err:
+        raise IncompatibleCheckpoint(str(err)) from err
+    config = read_config(base_path)
+    problems = []
+    if max_rank is not None and info.rank > max_rank:
+        problems.append(f"rank {info.rank} > the prefill servers' max_lora_rank {max_rank}")
+    if served_targets is not None and "all" not in served_targets:
+        extra = sorted(set(info.targets) - set(served_targets))
+        if extra:
+            problems.append(f"target modules {extra} not among the servers' {sorted(served_targets)}")
+    dims, layers = _module_dims(config), (config.get("text_config") or config)["num_hidden_layers"]
+    with safe_open(str(info.path / "adapter_model.safetensors"), "pt") as weights:
+        for key in weights.keys():
+            found = _LAYER_KEY.search(key)
+            if not found or found.group(2) not in dims:
+                problems.append(f"weight {key} is not a LoRA weight of a linear layer of the base")
+                break
+            layer, module, kind = int(found.group(1)), found.group(2), found.group(3)
+            d_in, d_out = dims[module]
+            want = [info.rank, d_in] if kind == "A" else [d_out, info.rank]
+            shape = list(weights.get_slice(key).get_shape())
+            if layer >= layers or shape != want:
+                problems.append(
+                    f"{key}: shape {shape} (layer {layer}); the base needs {want} ({layers} layers)"
+                )
+                break
+    if problems:
+        raise IncompatibleCheckpoint(
+            f"adapter {adapter_path} does not fit base {base_path}: {'; '.join(problems)}"
         )

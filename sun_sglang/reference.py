@@ -84,8 +84,14 @@ class SunReference:
 
     @classmethod
     def load(cls, prefill_path: str, decode_path: str, dtype: str = "float32") -> SunReference:
+        """`prefill_path` is a checkpoint, or a LoRA adapter on the decode module (merged)."""
+        from sun_sglang import adapters
+
         decode = load_model(decode_path, dtype)
-        prefill = decode if prefill_path == decode_path else load_model(prefill_path, dtype)
+        if adapters.is_adapter(prefill_path):
+            prefill = adapters.merged(decode, prefill_path)
+        else:
+            prefill = decode if prefill_path == decode_path else load_model(prefill_path, dtype)
         eos = prefill.generation_config.eos_token_id
         stops = tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
         pad = prefill.generation_config.pad_token_id

@@ -27,6 +27,8 @@ class StubState:
     reported_tokens: int | None = None  # /v1/loads num_total_tokens (None: no such endpoint)
     reply_lag_s: float = 0.0  # prefill: answer this long after the "KV" is sent
     garbage: bool = False  # answer 200 with a body that is not SGLang's (not JSON, broken SSE)
+    loras: set[str] | None = None  # LoRA adapters loaded (None: a server without --enable-lora)
+    refuse_loads: bool = False  # /load_lora_adapter answers 400
 
 
 def stub_app(state: StubState) -> web.Application:
@@ -36,6 +38,10 @@ def stub_app(state: StubState) -> web.Application:
         if state.fail_with is not None:
             return web.json_response({"error": {"message": "stub failure"}}, status=state.fail_with)
         ids = body["input_ids"]
+        lora = body.get("lora_path")
+        if lora is not None and (state.loras is None or lora not in state.loras):
+            # SGLang: a server without LoRA (every decode server here) or without this adapter
+            return web.json_response({"error": {"message": f"LoRA {lora} is not loaded"}}, status=400)
         if state.garbage:
             if body.get("stream"):
                 return web.Response(
@@ -66,6 +72,20 @@ def stub_app(state: StubState) -> web.Application:
         state.aborted.append((await request.json())["rid"])
         return web.json_response({})
 
+    async def load_lora(request: web.Request) -> web.Response:
+        name = (await request.json())["lora_name"]
+        if state.refuse_loads or state.loras is None or name in state.loras:
+            return web.json_response({"success": False, "error_message": f"cannot load {name}"}, status=400)
+        state.loras.add(name)
+        return web.json_response({"success": True})
+
+    async def unload_lora(request: web.Request) -> web.Response:
+        name = (await request.json())["lora_name"]
+        if state.loras is None or name not in state.loras:
+            return web.json_response({"success": False, "error_message": f"{name} not loaded"}, status=400)
+        state.loras.discard(name)
+        return web.json_response({"success": True})
+
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok", status=200 if state.healthy else 503)
 
@@ -90,6 +110,8 @@ def stub_app(state: StubState) -> web.Application:
     app.router.add_get("/server_info", server_info)
     app.router.add_post("/generate", generate)
     app.router.add_post("/abort_request", abort)
+    app.router.add_post("/load_lora_adapter", load_lora)
+    app.router.add_post("/unload_lora_adapter", unload_lora)
     app.router.add_get("/health", health)
     return app
 

@@ -85,14 +85,15 @@ def test_sun_training_changes_the_prefill_module_only(tiny_base: Path, tmp_path:
     assert trainer.losses[-1] < trainer.losses[0]
 
 
-def test_resuming_equals_training_straight_through(tiny_base: Path, tmp_path: Path) -> None:
-    straight = Trainer(_config(tiny_base, tmp_path / "a"))
+@pytest.mark.parametrize("mode", ["sun", "lora"])
+def test_resuming_equals_training_straight_through(tiny_base: Path, tmp_path: Path, mode: str) -> None:
+    straight = Trainer(_config(tiny_base, tmp_path / "a", mode=mode))
     straight.run(progress=False)
-    first = Trainer(_config(tiny_base, tmp_path / "b"))
+    first = Trainer(_config(tiny_base, tmp_path / "b", mode=mode))
     while first.step < 2:
         first.train_step()
     first.save_checkpoint()
-    resumed = Trainer(_config(tiny_base, tmp_path / "b"))
+    resumed = Trainer(_config(tiny_base, tmp_path / "b", mode=mode))
     assert resumed.resume() and resumed.step == 2
     resumed.run(progress=False)
     assert resumed.losses == straight.losses

@@ -15,7 +15,7 @@ from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from sun_sglang import compat
 from sun_sglang.launch.config import ClusterConfig
 from sun_sglang.launch.process import ManagedProcess, stop_all, wait_healthy
-from sun_sglang.launch.roles import Device, Role, ServeOptions, ServerSpec, pinned
+from sun_sglang.launch.roles import Device, LoraServing, Role, ServeOptions, ServerSpec, pinned
 from sun_sglang.models import MODELS, prepare
 
 _BOOTSTRAP_OFFSET = 500
@@ -62,7 +62,9 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
     ports = itertools.count(config.first_port)
     servers: list[ServerSpec] = []
 
-    def server(role: Role, name: str, model: str, task: str | None = None) -> ServerSpec:
+    def server(
+        role: Role, name: str, model: str, task: str | None = None, lora: LoraServing | None = None
+    ) -> ServerSpec:
         port = next(ports)
         extra = config.prefill_args if role == "prefill" else config.decode_args
         cpus = config.cpus.prefill if role == "prefill" else config.cpus.decode
@@ -75,6 +77,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
             dtype=dtype,
             bootstrap_port=port + _BOOTSTRAP_OFFSET if role == "prefill" else None,
             served_model_name=task,
+            lora=lora,
             options=msgspec.structs.replace(options, extra_args=extra, cpus=cpus, extra_env=env),
         )
         servers.append(spec)
@@ -84,7 +87,30 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
     conventional = config.mode == "conventional"
     shared = [] if conventional else [server("decode", f"decode-{i}", base).url for i in range(n_decode)]
     routes: dict[str, TaskRoute] = {}
+    pool_workers = {}
+    for pool_name, pool in config.prefill_pools.items():
+        adapters = {
+            task: resolve_model(t.adapter)
+            for task, t in config.tasks.items()
+            if t.adapter and t.pool == pool_name
+        }
+        for task, adapter in adapters.items():
+            try:
+                compat.check_adapter(adapter, base, pool.max_lora_rank, pool.target_modules)
+            except compat.IncompatibleCheckpoint as err:
+                raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
+            routes[task] = TaskRoute(model_path=base, pool=pool_name, adapter=task)
+        lora = LoraServing(
+            adapters, pool.max_lora_rank, pool.target_modules, pool.max_loras_per_batch, pool.max_loaded_loras
+        )
+        specs = [
+            server("prefill", f"prefill-pool-{pool_name}-{r}", base, pool_name, lora)
+            for r in range(pool.replicas)
+        ]
+        pool_workers[pool_name] = [PrefillWorker(url=s.url, bootstrap_port=s.bootstrap_port) for s in specs]
     for task, task_config in config.tasks.items():
+        if task_config.model_path is None:
+            continue  # an adapter, above
         ckpt = resolve_model(task_config.model_path)
         try:
             compat.check_prefill_module(ckpt, base, dtype, dtype)
@@ -104,6 +130,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
     gateway = GatewayConfig(
         tasks=routes,
         decode=shared,
+        prefill_pools=pool_workers,
         host=config.router.host,
         port=config.router.port,
         api_keys=config.router.api_keys,

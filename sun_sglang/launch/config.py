@@ -8,12 +8,29 @@ from typing import Literal
 import msgspec
 
 from router.config import TASK_NAME, Timeouts
+from sun_sglang.adapters import ALL_LINEAR
 from sun_sglang.launch.roles import Backend
 
 
 class TaskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    model_path: str  # a checkpoint folder, or the name of a model from sun_sglang.models
+    """A full-copy prefill module on its own servers (model_path, replicas), or a LoRA adapter
+    served by a shared multi-LoRA prefill pool (adapter, pool)."""
+
+    model_path: str | None = None  # a checkpoint folder, or the name of a model from sun_sglang.models
     replicas: int = 1
+    adapter: str | None = None  # a peft LoRA adapter folder or model name, trained on the base
+    pool: str | None = None  # the prefill pool (prefill_pools) that serves it
+
+
+class PrefillPoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Prefill servers that hold the base and serve many tasks' LoRA adapters (SGLang multi-LoRA).
+    The limits bound what can be loaded at run time too."""
+
+    replicas: int = 1
+    max_lora_rank: int = 64
+    target_modules: tuple[str, ...] = ALL_LINEAR
+    max_loras_per_batch: int = 8  # adapters in one prefill batch
+    max_loaded_loras: int | None = None  # adapters held in memory (None: no limit)
 
 
 class DecodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -41,6 +58,7 @@ class CpuPins(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     base: str  # the decode module: the frozen base checkpoint (folder or model name)
     tasks: dict[str, TaskConfig]
+    prefill_pools: dict[str, PrefillPoolConfig] = {}  # multi-LoRA prefill pools, by name
     # sun: one decode pool of decode.replicas base servers shared by every task.
     # conventional (baseline): decode.replicas decode servers per task, holding the task's model.
     mode: Literal["sun", "conventional"] = "sun"
@@ -68,13 +86,34 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ValueError(f"task name {name!r}: use letters, digits, '_', '.', '-' only")
             if task.replicas < 1:
                 raise ValueError(f"task {name!r}: replicas must be at least 1")
+            if (task.model_path is None) == (task.adapter is None):
+                raise ValueError(f"task {name!r}: give model_path (a full copy) or adapter (LoRA), not both")
+            if task.adapter is not None:
+                if task.pool not in self.prefill_pools:
+                    raise ValueError(
+                        f"task {name!r}: an adapter needs pool: one of {sorted(self.prefill_pools)}"
+                    )
+                if self.mode != "sun":
+                    raise ValueError(
+                        f"task {name!r}: adapter tasks need mode sun (the decode pool is the base)"
+                    )
+            elif task.pool is not None:
+                raise ValueError(f"task {name!r}: a full-copy task has its own servers, not a pool")
+        for name, pool in self.prefill_pools.items():
+            if not TASK_NAME.match(name) or pool.replicas < 1 or pool.max_lora_rank < 1:
+                raise ValueError(f"prefill pool {name!r}: a plain name, replicas >= 1, max_lora_rank >= 1")
         if self.decode.replicas < 1:
             raise ValueError("decode.replicas must be at least 1")
 
     @property
     def server_count(self) -> int:
         decode_pools = len(self.tasks) if self.mode == "conventional" else 1
-        return self.decode.replicas * decode_pools + sum(t.replicas for t in self.tasks.values())
+        own_prefill = sum(t.replicas for t in self.tasks.values() if t.adapter is None)
+        return (
+            self.decode.replicas * decode_pools
+            + own_prefill
+            + sum(p.replicas for p in self.prefill_pools.values())
+        )
 
 
 def load(path: str | Path) -> ClusterConfig:

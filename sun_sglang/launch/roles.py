@@ -63,6 +63,27 @@ class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     extra_env: dict[str, str] = {}
 
 
+class LoraServing(msgspec.Struct, frozen=True):
+    """A multi-LoRA prefill server: the adapters it starts with and its limits."""
+
+    adapters: dict[str, str]  # name (the task) -> adapter folder
+    max_rank: int
+    target_modules: tuple[str, ...]
+    max_per_batch: int
+    max_loaded: int | None = None
+
+    def argv(self, device: Device) -> list[str]:
+        argv = ["--enable-lora", "--max-lora-rank", str(self.max_rank), "--lora-target-modules"]
+        argv += [*self.target_modules, "--max-loras-per-batch", str(self.max_per_batch)]
+        if self.max_loaded is not None:
+            argv += ["--max-loaded-loras", str(self.max_loaded)]
+        if self.adapters:
+            argv += ["--lora-paths", *(f"{name}={path}" for name, path in self.adapters.items())]
+        if device == "cpu":
+            argv += ["--lora-backend", "torch_native"]  # csgmv (the default) fails on CPU
+        return argv
+
+
 class ServerSpec(msgspec.Struct, frozen=True):
     """One server: its role, checkpoint, ports and name."""
 
@@ -74,6 +95,7 @@ class ServerSpec(msgspec.Struct, frozen=True):
     options: ServeOptions
     bootstrap_port: int | None = None  # prefill only
     served_model_name: str | None = None
+    lora: LoraServing | None = None  # prefill only: a multi-LoRA prefill server
 
     @property
     def url(self) -> str:
@@ -109,6 +131,8 @@ class ServerSpec(msgspec.Struct, frozen=True):
         if self.role == "prefill":
             assert self.bootstrap_port is not None, "a prefill server needs a bootstrap port"
             argv += ["--disaggregation-bootstrap-port", str(self.bootstrap_port)]
+            if self.lora is not None:
+                argv += self.lora.argv(opts.device)
         if opts.device == "cpu":
             argv += _CPU_FLAGS
             if self.role == "decode":

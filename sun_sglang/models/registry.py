@@ -24,13 +24,18 @@ def _variant(base: str, seed: int, scale: float) -> Callable[[Path], None]:
     return lambda out: tiny.build_variant(out, prepare(base), seed=seed, scale=scale)
 
 
-def _sun_trained(base: str, task: str, steps: int) -> Callable[[Path], None]:
-    """A real SUN prefill module: `steps` of SUN training on a built-in task, seed 0."""
+def _sun_trained(
+    base: str, task: str, steps: int, mode: str = "sun", lr: float = 1e-4
+) -> Callable[[Path], None]:
+    """A real SUN prefill module (mode lora: a LoRA adapter on the base, rank 16): `steps` of SUN
+    training on a built-in task, seed 0."""
 
     def build(out: Path) -> None:
         from sun_sglang.train.loop import TrainConfig, train_and_export
 
-        config = TrainConfig(base=str(prepare(base)), task=task, out=str(out), steps=steps, save_every=10**9)
+        config = TrainConfig(
+            base=str(prepare(base)), task=task, out=str(out), steps=steps, save_every=10**9, mode=mode, lr=lr
+        )
         train_and_export(config, progress=False)
 
     return build
@@ -46,6 +51,13 @@ MODELS: dict[str, Callable[[Path], None]] = {
     "tiny-llama-variant-b": _variant("tiny-llama", seed=2, scale=0.2),
     # Trained task models for the demo and the serving tests (about a minute each to build).
     "smollm2-135m-sun-addition": _sun_trained("smollm2-135m", "bb_2digit_addition", steps=30),
+    # LoRA prefill modules (peft adapter folders) for multi-LoRA prefill pools.
+    "smollm2-135m-sun-addition-lora": _sun_trained(
+        "smollm2-135m", "bb_2digit_addition", steps=30, mode="lora", lr=1e-3
+    ),
+    "smollm2-135m-sun-sports-lora": _sun_trained(
+        "smollm2-135m", "bb_sports_understanding", steps=30, mode="lora", lr=1e-3
+    ),
 }
 
 

@@ -1,8 +1,9 @@
 """python -m sun_sglang.train --task bb_2digit_addition --mode sun --out DIR [--base smollm2-135m]
 
-Trains a prefill module (sun) or a full fine-tune (full) and writes a plain transformers checkpoint
-to DIR; `--resume` continues from DIR/checkpoint. The naive-composition baseline needs no training
-of its own: it is the full fine-tune used as prefill module in front of the base (see eval)."""
+Trains a prefill module (sun), a prefill module as a LoRA adapter on the base (lora) or a full
+fine-tune (full) and writes a plain transformers checkpoint (lora: a peft adapter folder) to DIR;
+`--resume` continues from DIR/checkpoint. The naive-composition baseline needs no training of its
+own: it is the full fine-tune used as prefill module in front of the base (see eval)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
     ap.add_argument("--base", default="smollm2-135m", help="a model name (sun_sglang.models) or a folder")
     ap.add_argument("--task", required=True, help="a built-in task or a JSONL file of chats")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--mode", choices=["sun", "full"], default=d.mode)
+    ap.add_argument("--mode", choices=["sun", "full", "lora"], default=d.mode)
     for name in ("steps", "batch_size", "grad_accum", "warmup_steps", "seed", "n_test", "save_every"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay"):
+    ap.add_argument("--lora-rank", type=int, default=d.lora_rank)
+    ap.add_argument("--lora-targets", nargs="+", default=list(d.lora_targets), metavar="MODULE")
+    for name in ("lr", "weight_decay", "lora_alpha"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -35,6 +38,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
     resume, threads, keep = args.pop("resume"), args.pop("threads"), args.pop("keep_checkpoint")
     if threads:
         torch.set_num_threads(threads)
+    args["lora_targets"] = tuple(args["lora_targets"])
     args["base"] = str(prepare(args["base"])) if "/" not in args["base"] else args["base"]
     return TrainConfig(**args), resume, keep
 

@@ -1,6 +1,7 @@
-"""Training a prefill module (mode "sun": the decode module is the frozen base) or a whole task
-model (mode "full": the same model is prefill and decode, i.e. plain fine-tuning), with
-gradient accumulation, warm-up then linear decay, checkpoints and exact resumption."""
+"""Training a prefill module (mode "sun": the decode module is the frozen base; mode "lora": the
+same, the prefill module a LoRA adapter on the base) or a whole task model (mode "full": the same
+model is prefill and decode, i.e. plain fine-tuning), with gradient accumulation, warm-up then
+linear decay, checkpoints and exact resumption."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedModel
 
-from sun_sglang import tasks
+from sun_sglang import adapters, tasks
 from sun_sglang.reference import load_model
 from sun_sglang.train.hybrid import Batch, answer_nll
 
-Mode = Literal["sun", "full"]
+Mode = Literal["sun", "full", "lora"]
 _TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -44,6 +45,14 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n_test: int = 200  # held out for evaluation; never trained on
     save_every: int = 25
     dtype: str = "float32"
+    lora_rank: int = 16  # mode lora only
+    lora_alpha: float = 32.0
+    lora_targets: tuple[str, ...] = adapters.ALL_LINEAR
+
+    @property
+    def frozen_decode(self) -> bool:
+        """The decode module is the untouched base (sun, lora), not the trained model (full)."""
+        return self.mode != "full"
 
     @property
     def examples_per_step(self) -> int:
@@ -56,7 +65,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(config.base)
         self.model = load_model(config.base, config.dtype, "sdpa").train()
-        if config.mode == "sun":
+        if config.mode == "lora":
+            self.model = adapters.wrap(self.model, config.lora_rank, config.lora_alpha, config.lora_targets)
+        if config.frozen_decode:
             self.decode = load_model(config.base, config.dtype, "sdpa").requires_grad_(False)
         else:
             self.decode = self.model
@@ -64,9 +75,8 @@ class Trainer:
         self.train_set = [
             (tasks.prompt_ids(self.tokenizer, ex), tasks.answer_ids(self.tokenizer, ex)) for ex in train
         ]
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.losses: list[float] = []
@@ -154,12 +164,15 @@ class Trainer:
             return False
         state = json.loads(state_file.read_text())
         saved = {k: v for k, v in state["config"].items() if k != "steps"}
-        mine = {k: v for k, v in msgspec.to_builtins(self.config).items() if k != "steps"}
+        mine = {k: v for k, v in json.loads(msgspec.json.encode(self.config)).items() if k != "steps"}
         if saved != mine:
             diff = {k: (saved.get(k), mine.get(k)) for k in mine if saved.get(k) != mine.get(k)}
             raise ValueError(f"checkpoint in {self.checkpoint_dir} was made with other settings: {diff}")
-        weights = load_model(str(self.checkpoint_dir / "model"), self.config.dtype)
-        self.model.load_state_dict(weights.state_dict())
+        if self.config.mode == "lora":
+            adapters.load_weights(self.model, self.checkpoint_dir / "model")
+        else:
+            weights = load_model(str(self.checkpoint_dir / "model"), self.config.dtype)
+            self.model.load_state_dict(weights.state_dict())
         saved_opt = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=True)
         self.optimizer.load_state_dict(saved_opt["optimizer"])
         self.schedule.load_state_dict(saved_opt["schedule"])
@@ -168,8 +181,9 @@ class Trainer:
 
     def export(self, extra: dict | None = None, keep_checkpoint: bool = False) -> Path:
         """A plain transformers checkpoint with the base's tokenizer, chat template and generation
-        config: what an SGLang prefill server loads unchanged. The training checkpoint (weights
-        and optimizer state, 3x the model) goes unless kept."""
+        config: what an SGLang prefill server loads unchanged (mode lora: a peft adapter folder,
+        what SGLang's multi-LoRA loads). The training checkpoint (weights and optimizer state,
+        3x the model) goes unless kept."""
         out = Path(self.config.out)
         if not keep_checkpoint:
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
@@ -204,7 +218,7 @@ def train_and_export(
     start = time.perf_counter()
     trainer.run(progress)
     seconds = round(time.perf_counter() - start, 1)
-    if config.mode == "sun" and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
+    if config.frozen_decode and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
         raise RuntimeError("the decode module changed during training: refusing to export")
     record = {"train_seconds": seconds, "peak_rss_gib": round(vm_gib("VmHWM"), 2)}
     trainer.export(record, keep_checkpoint=keep_checkpoint)
