@@ -168,3 +168,41 @@ tasks: {{a: {{adapter: {tiny_adapters[0]}, pool: lora}}}}
 def test_bad_adapter_cluster_files_are_refused(tmp_path: Path, tasks: str, extra: str, message: str) -> None:
     with pytest.raises((ValueError, msgspec.ValidationError), match=message):
         cluster_config.load(_write(tmp_path, f"base: x\ntasks: {tasks}\n{extra}"))
+
+
+def test_lora_scale_clusters_and_report(tiny_base: Path, tiny_adapters: list[Path]) -> None:
+    from sun_sglang.bench import lora_scale
+    from sun_sglang.launch.config import CpuPins
+
+    pins = CpuPins(prefill="0", decode="1", gateway="0")
+    cfg = lora_scale.lora_cluster(tiny_base, tiny_adapters, 4, pins, 36000)
+    cluster = plan(cfg, "cpu")
+    assert [s.name for s in cluster.servers] == ["decode-0", "prefill-pool-lora-0"]
+    assert cluster.servers[1].argv()[:3] == ["taskset", "-c", "0"]
+    assert sorted(cluster.gateway.tasks) == ["task00", "task01"]
+    case = {
+        "tasks": 16,
+        "prefill_servers": 1,
+        "prefill_rss_mib": 3200.0,
+        "prefill_rss_mib_per_task": 200.0,
+        "summary": {
+            "req_s": 1.5,
+            "output_tok_s": 24.0,
+            "errors": 0,
+            "ttft_s": {"p50": 1.0, "p90": 2.0},
+            "tpot_s": {"p50": 0.1},
+        },
+    }
+    result = {
+        "cases": [{**case, "case": "lora-16"}, {**case, "case": "lora-4", "tasks": 4}],
+        "adapter": {"rank": 16, "file_mib": 18.6},
+        "memory": {
+            "machine_mib": 24000,
+            "full_copy_server_mib": 3000.0,
+            "full_copies_that_fit": 8,
+            "rss_mib_per_extra_adapter": 20.0,
+        },
+    }
+    text = lora_scale.report(result)
+    assert "| lora-16 | 16 | 1 | 1.50 | 24.0 | 1.00 / 2.00 | 0.100 | 0 | 3200 | 200 |" in text
+    assert "beyond the first 4 added 20.0 MiB" in text and "8 would fill" in text

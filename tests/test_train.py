@@ -155,17 +155,18 @@ def test_study_page_reports_every_configuration_and_the_gap() -> None:
 
     from sun_sglang.eval.study import page
 
-    args = argparse.Namespace(steps=80, batch_size=8, lr=1e-4, seed=0)
+    args = argparse.Namespace(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16)
     result = {
         "task": "bb_2digit_addition",
         "n_train": 800,
         "n_test": 200,
-        "accuracy": {"base": 0.0, "full FT": 0.865, "naive": 0.79, "SUN": 0.875},
-        "train_seconds": {"full": 180.0, "sun": 200.0},
+        "accuracy": {"base": 0.0, "full FT": 0.865, "naive": 0.79, "SUN": 0.875, "LoRA-SUN": 0.85},
+        "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
     }
     text = page([result], args, "step table")
     row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition"))
-    assert "| 0.0 | 86.5 | 79.0 | 87.5 | +1.0 |" in row and "800 / 200" in row
+    assert "| 0.0 | 86.5 | 79.0 | 87.5 | 85.0 | +1.0 | -1.5 | 180 s / 200 s / 150 s |" in row
+    assert "800 / 200" in row and "lr 0.001, rank 16" in text
     assert "--steps 80 --seed 0" in text and "step table" in text
 
 

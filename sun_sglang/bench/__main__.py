@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from sun_sglang.bench import compare, loadgen, summary
+from sun_sglang.bench import compare, loadgen, lora_scale, summary
 from sun_sglang.bench.soak import plot as soak_plot
 from sun_sglang.bench.soak import soak
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
@@ -72,6 +72,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     k.add_argument("--cut-share", type=float, default=0.2, help="share of requests the client hangs up on")
     k.add_argument("--settle-s", type=float, default=120.0)
     k.add_argument("--out-dir", required=True, help="logs and soak.json go here")
+    s = sub.add_parser("lora-scale", help="N LoRA tasks on one prefill server vs full-copy prefill modules")
+    _workload_flags(s)
+    s.add_argument("--adapters", type=int, default=16, help="LoRA tasks on the multi-LoRA prefill server")
+    s.add_argument(
+        "--full-copies", type=int, default=4, help="tasks of the smaller comparison (LoRA and full)"
+    )
+    s.add_argument("--rank", type=int, default=16)
+    s.add_argument("--prefill-cpus", default="0", help="taskset list: prefill servers, gateway, load")
+    s.add_argument("--decode-cpus", default="1", help="taskset list: the decode server")
+    s.add_argument("--out-dir", required=True, help="adapters, logs and lora_scale.json go here")
     return ap.parse_args(argv)
 
 
@@ -111,6 +121,8 @@ def workload(args: argparse.Namespace) -> WorkloadConfig:
         fields["tasks"] = args.tasks.split(",")
     if args.task_data:
         fields["task_data"] = dict(pair.split("=", 1) for pair in args.task_data.split(","))
+    if "tasks" not in fields and args.command == "lora-scale":
+        fields = {**msgspec.to_builtins(lora_scale.DEFAULT_WORKLOAD), **fields}  # tasks: per cluster
     if "tasks" not in fields and args.command == "compare":
         fields["tasks"] = list(cluster_config.load(args.cluster).tasks)
     if "tasks" not in fields:
@@ -127,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         return run_compare(args)
     if args.command == "soak":
         return run_soak(args)
+    if args.command == "lora-scale":
+        return run_lora_scale(args)
     cfg = workload(args)
     try:
         workers = summary.workers_from_metrics(loadgen.get_text(f"{args.url.rstrip('/')}/metrics"))
@@ -184,6 +198,17 @@ def run_soak(args: argparse.Namespace) -> None:
     soak_plot(report, str(out_dir / "soak.png"))
     keys = ("clients", "seconds", "outcomes", "errors", "at_rest", "settle_s", "baseline", "peak", "final")
     print(json.dumps({k: report[k] for k in keys}, indent=1))
+
+
+def run_lora_scale(args: argparse.Namespace) -> None:
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pins = CpuPins(prefill=args.prefill_cpus, decode=args.decode_cpus, gateway=args.prefill_cpus)
+    result = lora_scale.lora_scale(args.adapters, args.full_copies, args.rank, workload(args), out_dir, pins)
+    result["machine"] = _machine()
+    result["versions"] = _versions()
+    (out_dir / "lora_scale.json").write_text(json.dumps(result, indent=1))
+    print(lora_scale.report(result))
 
 
 if __name__ == "__main__":

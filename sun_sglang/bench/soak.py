@@ -38,7 +38,7 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _rss_mib(pid: int) -> float:
+def tree_rss_mib(pid: int) -> float:
     total = 0
     for p in _tree(pid):
         try:
@@ -70,7 +70,7 @@ def sample(cluster: Cluster) -> dict:
         "gateway_rss_mib": round(gateway.memory_info().rss / 2**20, 1),
         "gateway_fds": gateway.num_fds(),
         "gateway_tcp": len(gateway.net_connections("tcp")),
-        "servers_rss_mib": round(sum(_rss_mib(p.pid) for p in cluster.procs if p.name != "gateway"), 1),
+        "servers_rss_mib": round(sum(tree_rss_mib(p.pid) for p in cluster.procs if p.name != "gateway"), 1),
         **held,
     }
 

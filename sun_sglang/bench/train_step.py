@@ -1,5 +1,5 @@
-"""One SUN training step beside one full fine-tuning step at the same batch: median step time and
-peak memory, each mode in its own process (peak RSS is per process).
+"""One SUN (and LoRA-SUN) training step beside one full fine-tuning step at the same batch:
+median step time and peak memory, each mode in its own process (peak RSS is per process).
 
     python -m sun_sglang.bench.train_step [--base smollm2-135m] [--batch-size 8] [--steps 6]
 """
@@ -49,7 +49,7 @@ def _measure(mode: str, base: str, batch_size: int, steps: int) -> dict:
 def measure_both(base_name: str, batch_size: int, steps: int) -> dict[str, dict]:
     """Full fine-tuning and SUN, each in a fresh process (peak RSS is per process)."""
     rows = {}
-    for mode in ("full", "sun"):
+    for mode in ("full", "sun", "lora"):
         argv = [sys.executable, "-m", "sun_sglang.bench.train_step", "--child", mode]
         argv += ["--base", base_name, "--batch-size", str(batch_size), "--steps", str(steps)]
         out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
@@ -77,6 +77,13 @@ def report(rows: dict[str, dict], base_name: str, batch_size: int, steps: int) -
         f"SUN / full fine-tuning: step time {sun['step_s'] / full['step_s']:.2f}x,"
         f" peak memory {sun['peak_rss_gib'] / full['peak_rss_gib']:.2f}x.",
     ]
+    if "lora" in rows:
+        lora = rows["lora"]
+        lines[-1] += (
+            f" LoRA-SUN (rank 16, every linear layer) / full fine-tuning: step time"
+            f" {lora['step_s'] / full['step_s']:.2f}x,"
+            f" peak memory {lora['peak_rss_gib'] / full['peak_rss_gib']:.2f}x."
+        )
     return "\n".join(lines)
 
 
@@ -85,7 +92,7 @@ def main() -> None:
     ap.add_argument("--base", default="smollm2-135m")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--child", choices=["sun", "full"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["sun", "full", "lora"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(_measure(args.child, str(prepare(args.base)), args.batch_size, args.steps)))

@@ -1,6 +1,7 @@
-"""The accuracy study: per task, train full fine-tuning and SUN from the base, then measure base
-alone, full fine-tuning, naive composition (the full fine-tune as prefill module, the base as
-decode module) and SUN on the held-out split; write the table to docs/ACCURACY.md.
+"""The accuracy study: per task, train full fine-tuning, SUN and LoRA-SUN (the prefill module as a
+LoRA adapter) from the base, then measure base alone, full fine-tuning, naive composition (the
+full fine-tune as prefill module, the base as decode module), SUN and LoRA-SUN on the held-out
+split; write the table to docs/ACCURACY.md.
 
     python -m sun_sglang.eval.study [--tasks bb_2digit_addition,...] [--steps 60] [--seed 0]
 
@@ -30,7 +31,15 @@ CONFIGS = {  # name -> (prefill module, decode module)
     "full FT": ("full", "full"),
     "naive": ("full", "base"),
     "SUN": ("sun", "base"),
+    "LoRA-SUN": ("lora", "base"),
 }
+MODES = ("full", "sun", "lora")
+
+
+def _settings(config: dict) -> dict:
+    """The settings a trained model is reused for: LoRA's only count in mode lora."""
+    config = json.loads(json.dumps(config))
+    return {k: v for k, v in config.items() if config["mode"] == "lora" or not k.startswith("lora_")}
 
 
 def train(config: TrainConfig) -> dict:
@@ -38,7 +47,7 @@ def train(config: TrainConfig) -> dict:
     record_file = Path(config.out) / "sun_train.json"
     if record_file.is_file():
         record = json.loads(record_file.read_text())
-        if record["config"] == msgspec.to_builtins(config):
+        if _settings(record["config"]) == _settings(msgspec.to_builtins(config)):
             return record
     train_and_export(config, resume=True)
     return json.loads(record_file.read_text())
@@ -47,19 +56,25 @@ def train(config: TrainConfig) -> dict:
 def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> dict:
     common = dict(base=base, task=task, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
     common.update(seed=args.seed, n_test=args.n_test, save_every=max(10, args.steps // 4))
+    lora = dict(lr=args.lora_lr, lora_rank=args.lora_rank, lora_alpha=2.0 * args.lora_rank)
     records = {
-        mode: train(TrainConfig(out=str(work / task / mode), mode=mode, **common)) for mode in ("full", "sun")
+        mode: train(
+            TrainConfig(
+                out=str(work / task / mode), mode=mode, **{**common, **(lora if mode == "lora" else {})}
+            )
+        )
+        for mode in MODES
     }
-    paths = {"base": base, "full": str(work / task / "full"), "sun": str(work / task / "sun")}
+    paths = {"base": base, **{mode: str(work / task / mode) for mode in MODES}}
     train_set, test = tasks.split(tasks.load(task), args.seed, args.n_test)
-    # Accuracies are kept beside the models, keyed by the training records they were measured on.
-    cache_file, key = work / task / "accuracy.json", json.dumps(records, sort_keys=True)
-    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    accuracy = cached.get("accuracy", {}) if cached.get("key") == key else {}
+    accuracy = {}
     for name, (prefill, decode) in CONFIGS.items():
-        if name not in accuracy:
-            accuracy[name] = evaluate_offline(paths[prefill], paths[decode], test).accuracy
-            cache_file.write_text(json.dumps({"key": key, "accuracy": accuracy}))
+        accuracy[name] = _cached(
+            work / task,
+            records,
+            name,
+            lambda p=paths[prefill], d=paths[decode]: evaluate_offline(p, d, test),
+        )
         print(f"{task}: {name} {accuracy[name]:.3f}", flush=True)
     return {
         "task": task,
@@ -71,20 +86,32 @@ def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> di
     }
 
 
+def _cached(folder: Path, records: dict, name: str, measure) -> float:  # noqa: ANN001
+    """An accuracy kept beside the models (accuracy.json for the full/SUN configurations,
+    accuracy-lora.json for LoRA), keyed by the training records it was measured on."""
+    modes = ("lora",) if "lora" in CONFIGS[name] else ("full", "sun")
+    cache_file = folder / ("accuracy-lora.json" if "lora" in modes else "accuracy.json")
+    key = json.dumps({m: records[m] for m in modes}, sort_keys=True)
+    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    accuracy = cached.get("accuracy", {}) if cached.get("key") == key else {}
+    if name not in accuracy:
+        accuracy[name] = measure().accuracy
+        cache_file.write_text(json.dumps({"key": key, "accuracy": accuracy}))
+    return accuracy[name]
+
+
 def table(results: list[dict], args: argparse.Namespace) -> str:
-    head = "| task | train / test | " + " | ".join(CONFIGS) + " | SUN - full FT | train time full / SUN |"
-    lines = [head, "|" + "---|" * (len(CONFIGS) + 4)]
+    head = "| task | train / test | " + " | ".join(CONFIGS) + " | SUN - full FT | LoRA-SUN - full FT |"
+    lines = [head + " train time full / SUN / LoRA |", "|" + "---|" * (len(CONFIGS) + 5)]
     for r in results:
         acc = r["accuracy"]
         cells = " | ".join(f"{acc[name] * 100:.1f}" for name in CONFIGS)
-        gap = (acc["SUN"] - acc["full FT"]) * 100
-        t = r["train_seconds"]
-        lines.append(
-            f"| {r['task']} | {r['n_train']} / {r['n_test']} | {cells} | {gap:+.1f} |"
-            f" {t['full']:.0f} s / {t['sun']:.0f} s |"
-        )
+        gaps = " | ".join(f"{(acc[name] - acc['full FT']) * 100:+.1f}" for name in ("SUN", "LoRA-SUN"))
+        times = " / ".join(f"{r['train_seconds'][m]:.0f} s" for m in MODES)
+        lines.append(f"| {r['task']} | {r['n_train']} / {r['n_test']} | {cells} | {gaps} | {times} |")
     conditions = (
         f"SmolLM2-135M (float32), {args.steps} steps of batch {args.batch_size}, AdamW lr {args.lr}"
+        f" (LoRA-SUN: lr {args.lora_lr}, rank {args.lora_rank}, alpha 2 x rank, every linear layer)"
         f" (warm-up 5 steps, linear decay), seed {args.seed}; exact match (%) on the held-out split,"
         f" greedy; {platform.machine()}, {torch.get_num_threads()} torch threads."
     )
@@ -94,16 +121,18 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
 def page(results: list[dict], args: argparse.Namespace, step_report: str | None) -> str:
     rerun = f"python -m sun_sglang.eval.study --steps {args.steps} --seed {args.seed} --doc docs/ACCURACY.md"
     parts = [
-        "# Accuracy: SUN beside full fine-tuning, naive composition and the base",
+        "# Accuracy: SUN and LoRA-SUN beside full fine-tuning, naive composition and the base",
         "",
         f"Written by `{rerun}`; rerun it to reproduce (trained models and accuracies are cached under"
         " `~/.cache/sun-sglang/study`; delete it for a cold run). Train times are wall clock.",
         "",
         "Per task: full fine-tuning and SUN are trained from the base with the same data, steps,"
         " batch, learning rate and seed; naive composition is the full fine-tune used as prefill"
-        " module in front of the base (no SUN training). Configurations, as (prefill module, decode"
-        " module): base = (base, base), full FT = (full, full), naive = (full, base), SUN = (SUN"
-        " prefill module, base). Greedy decoding through the SUN reference (prompt through the"
+        " module in front of the base (no SUN training); LoRA-SUN is SUN training of a LoRA adapter"
+        " on the base as prefill module (served by a multi-LoRA prefill server, `tests/test_lora_e2e.py`)."
+        " Configurations, as (prefill module, decode module): base = (base, base), full FT = (full,"
+        " full), naive = (full, base), SUN = (SUN prefill module, base), LoRA-SUN = (base + adapter,"
+        " base). Greedy decoding through the SUN reference (prompt through the"
         " prefill module, first token from its logits, the rest from the decode module on that KV:"
         " what the servers do, and checked against them in `tests/test_cluster_e2e.py`).",
         "",
@@ -138,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lora-lr", type=float, default=1e-3)
+    ap.add_argument("--lora-rank", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--work", type=Path, default=home() / "study")
