@@ -91,3 +91,20 @@ def merged(base: PreTrainedModel, path: str | Path) -> PreTrainedModel:
 
     read(path)
     return PeftModel.from_pretrained(copy.deepcopy(base), str(path)).merge_and_unload().eval()
+
+
+def save_random(
+    base: str | Path, out: str | Path, rank: int, targets: tuple[str, ...], seed: int, std: float
+) -> Path:
+    """A LoRA adapter with random weights (B too, so that it changes the model): for tests and
+    benchmarks, where what an adapter does matters less than that it does something, or its cost."""
+    from sun_sglang.reference import load_model
+
+    torch.manual_seed(seed)
+    model = wrap(load_model(str(base)), rank, 2.0 * rank, targets)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=std)
+    model.save_pretrained(str(out))
+    return Path(out)

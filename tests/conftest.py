@@ -43,19 +43,11 @@ def smollm2() -> Path:
 def tiny_adapters(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> list[Path]:
     """Two LoRA adapters (rank 4, every linear layer, random B so that they change the model) on
     the tiny base."""
-    import torch
-
     from sun_sglang import adapters
-    from sun_sglang.reference import load_model
 
-    out = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        model = adapters.wrap(load_model(str(tiny_base)), 4, 8.0, adapters.ALL_LINEAR)
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                torch.nn.init.normal_(param, std=0.05)
-        folder = tmp_path_factory.mktemp(f"tiny-adapter-{seed}")
-        model.save_pretrained(folder)
-        out.append(folder)
-    return out
+    return [
+        adapters.save_random(
+            tiny_base, tmp_path_factory.mktemp(f"tiny-adapter-{seed}"), 4, adapters.ALL_LINEAR, seed, 0.05
+        )
+        for seed in (1, 2)
+    ]

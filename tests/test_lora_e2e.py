@@ -94,18 +94,13 @@ def test_adapter_and_full_copy_tasks_match_the_sun_reference(cluster: Cluster) -
 
 
 def test_an_adapter_loaded_at_run_time_is_served_then_unloaded(cluster: Cluster, tmp_path: Path) -> None:
-    import torch
-
     from sun_sglang import adapters
     from sun_sglang.reference import load_model
 
     base = str(prepare("smollm2-135m"))
-    torch.manual_seed(3)
-    model = adapters.wrap(load_model(base), 8, 16.0, ("q_proj", "k_proj", "v_proj", "o_proj"))
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.02)
-    model.save_pretrained(tmp_path / "poetry")
+    adapters.save_random(
+        base, tmp_path / "poetry", 8, ("q_proj", "k_proj", "v_proj", "o_proj"), seed=3, std=0.02
+    )
     ids = chat_ids("Write a line about the sea.")
 
     status, out = admin(

@@ -35,20 +35,11 @@ FULL_COPY = "smollm2-135m-sun-addition"  # each full-copy task serves this check
 
 def make_adapters(base: Path, n: int, rank: int, folder: Path) -> list[Path]:
     """n random LoRA adapters on the base (kept in `folder` and reused)."""
-    import torch
-
-    from sun_sglang.reference import load_model
-
     out = []
     for i in range(n):
         path = folder / f"adapter-{i:02d}"
         if not (path / "adapter_model.safetensors").is_file():
-            torch.manual_seed(i)
-            model = adapters.wrap(load_model(str(base)), rank, 2.0 * rank, adapters.ALL_LINEAR)
-            for name, param in model.named_parameters():
-                if "lora_B" in name:
-                    torch.nn.init.normal_(param, std=0.01)
-            model.save_pretrained(path)
+            adapters.save_random(base, path, rank, adapters.ALL_LINEAR, seed=i, std=0.01)
         out.append(path)
     return out
 
