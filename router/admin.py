@@ -116,7 +116,7 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
             raise ApiError(409, str(err)) from err
         worker = PrefillWorker(url=url, bootstrap_port=req.bootstrap_port)
         if req.task in gw.adapters:  # a new server of a multi-LoRA pool would lack its adapters
-            raise ApiError(409, f"task {req.task!r} is a LoRA adapter on a prefill pool; its servers are fixed")
+            raise ApiError(409, f"task {req.task!r} is a LoRA adapter on a prefill pool, not its own servers")
         if req.task in gw.prefill:
             if gw.model_paths[req.task] != model:
                 raise ApiError(409, f"task {req.task!r} is served by {gw.model_paths[req.task]}, not {model}")
