@@ -46,12 +46,15 @@ class Stack:
         self.embed = w(VOCAB, HIDDEN)
         self.head = w(VOCAB, HIDDEN)
 
+    def linear(self, x: torch.Tensor, layer: dict, name: str) -> torch.Tensor:
+        return x @ layer[name].T
+
     def step(self, tokens: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         b = tokens.shape[0]
         x = self.embed[tokens]  # [b, hidden]
         for layer, (k_cache, v_cache) in zip(self.layers, kv):
             h = F.rms_norm(x, (HIDDEN,), layer["ln1"])
-            q, k, v = (h @ layer["qkv"].T).split(
+            q, k, v = self.linear(h, layer, "qkv").split(
                 [HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM], -1
             )
             k_cache[:, :, -1] = k.view(b, KV_HEADS, HEAD_DIM)  # the new token's KV in the last slot
@@ -59,10 +62,10 @@ class Stack:
             attn = F.scaled_dot_product_attention(
                 q.view(b, HEADS, 1, HEAD_DIM), k_cache, v_cache, enable_gqa=True
             )
-            x = x + attn.reshape(b, HEADS * HEAD_DIM) @ layer["o"].T
+            x = x + self.linear(attn.reshape(b, HEADS * HEAD_DIM), layer, "o")
             h = F.rms_norm(x, (HIDDEN,), layer["ln2"])
-            gate, up = (h @ layer["gate_up"].T).chunk(2, -1)
-            x = x + (F.silu(gate) * up) @ layer["down"].T
+            gate, up = self.linear(h, layer, "gate_up").chunk(2, -1)
+            x = x + self.linear(F.silu(gate) * up, layer, "down")
         return (x @ self.head.T).argmax(-1)
 
 

@@ -44,6 +44,10 @@ else
     pip_install --no-deps --force-reinstall ./patches/sgl_kernel_cpu
   fi
   pip_install -c requirements/constraints-cpu.txt -r requirements/project.txt
+  # llm-compressor (QSUN's GPTQ): 0.13.0 is the release built on sglang's compressed-tensors
+  # 0.18.0; it pins transformers <= 5.14.1, older than sglang's 5.19.0, which it runs with here
+  # (tests/test_quant.py checks the result), so it goes in without its pins.
+  pip_install --no-deps llmcompressor==0.13.0
   pip_install --no-deps -e .
   echo "$inputs" > "$STAMP"
 fi

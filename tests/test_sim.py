@@ -139,3 +139,30 @@ def test_light_load_over_many_tasks_needs_one_shared_decode_gpu() -> None:
     assert row["prefill_gpus"] == 8 and conv["gpus"] == 16 and sun["gpus"] == 9
     assert row["sun_same_slo_gain_per_gpu"] == pytest.approx(16 / 9, rel=0.02)  # same load served
     assert sun["tpot_p90_s"] <= 0.020 and row["sun_tpot_5pct"]["tpot_p90_s"] <= 1.05 * conv["tpot_p90_s"]
+
+
+def test_qsun_speedup_follows_the_bytes_read() -> None:
+    from sun_sglang.sim import qsun
+    from sun_sglang.sim.costs import GPUS, MODELS, Roofline
+
+    m = MODELS["Llama-3.1-8B"]
+    lin = qsun.linear_params(m)
+    assert qsun.weight_bytes_per_param(m, None) == 2.0
+    assert qsun.weight_bytes_per_param(m, 4, 128) == pytest.approx(
+        (lin * (0.5 + 2 / 128) + (m.params - lin) * 2) / m.params
+    )
+    rows = qsun.speedups("H100", "Llama-3.1-8B", 4)
+    one = next(r for r in rows if r["batch"] == 1 and r["context"] == 512)
+    g = GPUS["H100"]
+    bytes_bf16 = m.params * 2 + 512 * m.kv_bytes_per_token()
+    bytes_w4 = m.params * qsun.weight_bytes_per_param(m, 4) + 512 * m.kv_bytes_per_token()
+    overhead = Roofline(g, m).decode_overhead_s
+    want = (bytes_bf16 / (g.mem_bw_gb_s * 1e9) + overhead) / (bytes_w4 / (g.mem_bw_gb_s * 1e9) + overhead)
+    assert one["speedup"] == pytest.approx(want) and one["bound"] == "memory"
+    for context in qsun.CONTEXTS:  # falls with the batch (weights amortized, then compute-bound)
+        line = [r["speedup"] for r in rows if r["context"] == context]
+        assert line == sorted(line, reverse=True) and all(s >= 1.0 for s in line)
+    low = Roofline(g, m, weight_bytes=qsun.weight_bytes_per_param(m, 4))
+    assert qsun._compute_bound(low, 4096, 4096 * 16) and not qsun._compute_bound(low, 512, 512 * 512)
+    w8 = {(r["batch"], r["context"]): r["speedup"] for r in qsun.speedups("H100", "Llama-3.1-8B", 8)}
+    assert all(r["speedup"] > w8[(r["batch"], r["context"])] for r in rows)  # 4 bits beat 8

@@ -182,3 +182,22 @@ def test_gradient_accumulation_equals_the_larger_batch(tiny_base: Path, tmp_path
     grads = {n: p.grad for n, p in whole.model.named_parameters()}
     for name, param in split.model.named_parameters():
         torch.testing.assert_close(param.grad, grads[name], rtol=1e-4, atol=1e-6)
+
+
+def test_study_page_reports_qsun_against_sun_and_no_retraining() -> None:
+    import argparse
+
+    from sun_sglang.eval.study import page
+
+    args = argparse.Namespace(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16)
+    result = {
+        "task": "bb_2digit_addition",
+        "n_train": 800,
+        "n_test": 200,
+        "accuracy": {"base": 0.0, "full FT": 0.865, "naive": 0.79, "SUN": 0.875, "LoRA-SUN": 0.85},
+        "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
+    }
+    qsun = [{"task": "bb_2digit_addition", "bits": 4, "accuracy": {"no retraining": 0.80, "QSUN": 0.86}}]
+    text = page([result], args, None, qsun)
+    row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition | W4"))
+    assert "| 87.5 | 80.0 | 86.0 | -1.5 | +6.0 |" in row

@@ -34,12 +34,19 @@ CONFIGS = {  # name -> (prefill module, decode module)
     "LoRA-SUN": ("lora", "base"),
 }
 MODES = ("full", "sun", "lora")
+# QSUN is measured where the configurations differ (the other two tasks sit at their label prior).
+QSUN_TASKS = ("bb_2digit_addition", "rg_family_relationships", "bb_sports_understanding")
 
 
 def _settings(config: dict) -> dict:
     """The settings a trained model is reused for: LoRA's only count in mode lora."""
     config = json.loads(json.dumps(config))
-    return {k: v for k, v in config.items() if config["mode"] == "lora" or not k.startswith("lora_")}
+    lora = config["mode"] == "lora"
+    return {
+        k: v
+        for k, v in config.items()
+        if (lora or not k.startswith("lora_")) and not (k == "decode" and v is None)
+    }
 
 
 def train(config: TrainConfig) -> dict:
@@ -69,9 +76,11 @@ def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> di
     train_set, test = tasks.split(tasks.load(task), args.seed, args.n_test)
     accuracy = {}
     for name, (prefill, decode) in CONFIGS.items():
+        modes = ("lora",) if prefill == "lora" else ("full", "sun")
+        cache = work / task / ("accuracy-lora.json" if prefill == "lora" else "accuracy.json")
         accuracy[name] = _cached(
-            work / task,
-            records,
+            cache,
+            {m: records[m] for m in modes},
             name,
             lambda p=paths[prefill], d=paths[decode]: evaluate_offline(p, d, test),
         )
@@ -86,18 +95,71 @@ def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> di
     }
 
 
-def _cached(folder: Path, records: dict, name: str, measure) -> float:  # noqa: ANN001
-    """An accuracy kept beside the models (accuracy.json for the full/SUN configurations,
-    accuracy-lora.json for LoRA), keyed by the training records it was measured on."""
-    modes = ("lora",) if "lora" in CONFIGS[name] else ("full", "sun")
-    cache_file = folder / ("accuracy-lora.json" if "lora" in modes else "accuracy.json")
-    key = json.dumps({m: records[m] for m in modes}, sort_keys=True)
+def _cached(cache_file: Path, key: dict, name: str, measure) -> float:  # noqa: ANN001
+    """An accuracy kept beside the models, keyed by the training records it was measured on."""
+    key_text = json.dumps(key, sort_keys=True)
     cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    accuracy = cached.get("accuracy", {}) if cached.get("key") == key else {}
+    accuracy = cached.get("accuracy", {}) if cached.get("key") == key_text else {}
     if name not in accuracy:
         accuracy[name] = measure().accuracy
-        cache_file.write_text(json.dumps({"key": key, "accuracy": accuracy}))
+        cache_file.write_text(json.dumps({"key": key_text, "accuracy": accuracy}))
     return accuracy[name]
+
+
+def quantized_base(base: str, work: Path, bits: int, calib_tasks: list[str]) -> str:
+    """The base quantized to `bits` (GPTQ, group 64, calibrated on the study tasks' training
+    splits), once per setting; its dequantized checkpoint (what the QSUN decode servers compute)."""
+    from sun_sglang.quant.gptq import QuantConfig, quantize
+
+    config = QuantConfig(
+        base=base, out=str(work / f"quant-w{bits}"), bits=bits, calib_tasks=tuple(calib_tasks)
+    )
+    record_file = Path(config.out) / "dequantized" / "quant.json"
+    if not (
+        record_file.is_file() and json.loads(record_file.read_text())["config"] == msgspec.to_builtins(config)
+    ):
+        quantize(config)
+    return str(Path(config.out) / "dequantized")
+
+
+def qsun_task(task: str, base: str, work: Path, args: argparse.Namespace, bits: int) -> dict:
+    """QSUN at `bits`: a prefill module trained against the quantized decoder, beside the SUN prefill
+    module put in front of the quantized decoder without retraining."""
+    decode = quantized_base(base, work, bits, args.tasks.split(","))
+    common = dict(base=base, task=task, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    common.update(seed=args.seed, n_test=args.n_test, save_every=max(10, args.steps // 4))
+    sun = train(TrainConfig(out=str(work / task / "sun"), mode="sun", **common))
+    qsun = train(TrainConfig(out=str(work / task / f"qsun-w{bits}"), mode="sun", decode=decode, **common))
+    _, test = tasks.split(tasks.load(task), args.seed, args.n_test)
+    key = {"sun": sun, "qsun": qsun, "quant": json.loads((Path(decode) / "quant.json").read_text())["config"]}
+    configs = {"no retraining": str(work / task / "sun"), "QSUN": str(work / task / f"qsun-w{bits}")}
+    accuracy = {
+        name: _cached(
+            work / task / f"accuracy-qsun-w{bits}.json",
+            key,
+            name,
+            lambda p=prefill: evaluate_offline(p, decode, test),
+        )
+        for name, prefill in configs.items()
+    }
+    print(f"{task}: W{bits} {accuracy}", flush=True)
+    return {"task": task, "bits": bits, "accuracy": accuracy, "train_seconds": qsun.get("train_seconds")}
+
+
+def qsun_table(rows: list[dict], results: list[dict]) -> str:
+    sun = {r["task"]: r["accuracy"]["SUN"] for r in results}
+    lines = [
+        "| task | decoder weights | SUN (float32 decoder) | SUN prefill + quantized decoder, no retraining"
+        " | QSUN (trained against it) | QSUN - SUN | QSUN - no retraining |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s, q, n = sun[r["task"]], r["accuracy"]["QSUN"], r["accuracy"]["no retraining"]
+        lines.append(
+            f"| {r['task']} | W{r['bits']} (GPTQ, group 64) | {s * 100:.1f} | {n * 100:.1f}"
+            f" | {q * 100:.1f} | {(q - s) * 100:+.1f} | {(q - n) * 100:+.1f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def table(results: list[dict], args: argparse.Namespace) -> str:
@@ -118,7 +180,9 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n\n" + conditions + "\n"
 
 
-def page(results: list[dict], args: argparse.Namespace, step_report: str | None) -> str:
+def page(
+    results: list[dict], args: argparse.Namespace, step_report: str | None, qsun: list[dict] | None = None
+) -> str:
     rerun = f"python -m sun_sglang.eval.study --steps {args.steps} --seed {args.seed} --doc docs/ACCURACY.md"
     parts = [
         "# Accuracy: SUN and LoRA-SUN beside full fine-tuning, naive composition and the base",
@@ -144,8 +208,22 @@ def page(results: list[dict], args: argparse.Namespace, step_report: str | None)
         " story); BIG-bench sports understanding (plausible / implausible). The base model is not"
         " tuned to these answer formats, so its exact-match score is near zero.",
     ]
+    if qsun:
+        parts += [
+            "",
+            "## QSUN: a quantized shared decode module",
+            "",
+            "The base quantized once per bit width (`python -m sun_sglang.quant`: weight-only GPTQ with"
+            " llm-compressor, symmetric integers, group 64, calibrated on 128 training-split chats of the"
+            " study tasks), decoding through its dequantized weights (numerically what SGLang's low-bit"
+            " decode servers compute). QSUN trains the prefill module against that decoder (same steps,"
+            ' batch, learning rate, seed as SUN); "no retraining" puts the SUN prefill module, trained'
+            " against the float32 base, in front of it.",
+            "",
+            qsun_table(qsun, results),
+        ]
     if step_report:
-        parts += ["", "## One training step: SUN beside full fine-tuning", "", step_report]
+        parts += ["", "## One training step: SUN, LoRA-SUN and full fine-tuning", "", step_report]
     return "\n".join(parts) + "\n"
 
 
@@ -175,19 +253,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--results", type=Path, help="write the results JSON here too")
     ap.add_argument("--doc", type=Path, help="write the whole page (docs/ACCURACY.md) here")
     ap.add_argument("--no-step-bench", action="store_true", help="skip the training-step measurement")
+    ap.add_argument("--qsun-bits", default="4,8", help="QSUN decoder bit widths ('' for none)")
+    ap.add_argument("--qsun-tasks", default=",".join(QSUN_TASKS))
     args = ap.parse_args(argv)
     base = str(prepare(args.base))
     results = [study_task(task, base, args.work, args) for task in args.tasks.split(",")]
     print(table(results, args))
+    bits = [int(b) for b in args.qsun_bits.split(",") if b]
+    qsun = [qsun_task(t, base, args.work, args, b) for b in bits for t in args.qsun_tasks.split(",") if t]
+    if qsun:
+        print(qsun_table(qsun, results))
     step_report = None
     if not args.no_step_bench:
         rows = train_step.measure_both(args.base, args.batch_size, steps=6)
         step_report = train_step.report(rows, args.base, args.batch_size, steps=6)
         print(step_report)
     if args.results:
-        args.results.write_text(json.dumps({"results": results, "args": vars(args)}, indent=1, default=str))
+        out = {"results": results, "qsun": qsun, "args": vars(args)}
+        args.results.write_text(json.dumps(out, indent=1, default=str))
     if args.doc:
-        write_doc(args.doc, page(results, args, step_report))
+        write_doc(args.doc, page(results, args, step_report, qsun))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from sun_sglang.launch.config import ClusterConfig
 from sun_sglang.launch.process import ManagedProcess, stop_all, wait_healthy
 from sun_sglang.launch.roles import Device, LoraServing, Role, ServeOptions, ServerSpec, pinned
 from sun_sglang.models import MODELS, prepare
+from sun_sglang.quant import decode_module
 
 _BOOTSTRAP_OFFSET = 500
 
@@ -50,7 +51,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
     mode sun: one shared decode pool of `decode.replicas` servers holding the base.
     mode conventional (the baseline): each task gets `decode.replicas` decode servers of its own,
     holding the task's own checkpoint; same gateway, same code path."""
-    base = resolve_model(config.base)
+    base = str(decode_module(resolve_model(config.base), device))  # QSUN: packed or dequantized
     dtype = compat.serving_dtype(compat.read_config(base), config.dtype)
     options = ServeOptions(
         device=device,

@@ -25,18 +25,38 @@ def _variant(base: str, seed: int, scale: float) -> Callable[[Path], None]:
 
 
 def _sun_trained(
-    base: str, task: str, steps: int, mode: str = "sun", lr: float = 1e-4
+    base: str, task: str, steps: int, mode: str = "sun", lr: float = 1e-4, decode: str | None = None
 ) -> Callable[[Path], None]:
     """A real SUN prefill module (mode lora: a LoRA adapter on the base, rank 16): `steps` of SUN
-    training on a built-in task, seed 0."""
+    training on a built-in task, seed 0; against `decode` (a QSUN model) if given, else the base."""
 
     def build(out: Path) -> None:
+        from sun_sglang.quant import decode_module
         from sun_sglang.train.loop import TrainConfig, train_and_export
 
+        frozen = str(decode_module(prepare(decode), "cpu")) if decode else None
         config = TrainConfig(
-            base=str(prepare(base)), task=task, out=str(out), steps=steps, save_every=10**9, mode=mode, lr=lr
+            base=str(prepare(base)),
+            task=task,
+            out=str(out),
+            steps=steps,
+            save_every=10**9,
+            mode=mode,
+            lr=lr,
+            decode=frozen,
         )
         train_and_export(config, progress=False)
+
+    return build
+
+
+def _quantized(base: str, bits: int) -> Callable[[Path], None]:
+    """A QSUN decode module: weight-only GPTQ (group 64, 64 addition chats), packed/ + dequantized/."""
+
+    def build(out: Path) -> None:
+        from sun_sglang.quant.gptq import QuantConfig, quantize
+
+        quantize(QuantConfig(base=str(prepare(base)), out=str(out), bits=bits, group_size=64, n_calib=64))
 
     return build
 
@@ -57,6 +77,11 @@ MODELS: dict[str, Callable[[Path], None]] = {
     ),
     "smollm2-135m-sun-sports-lora": _sun_trained(
         "smollm2-135m", "bb_sports_understanding", steps=30, mode="lora", lr=1e-3
+    ),
+    # QSUN: the base quantized to 4 bits (about two minutes), and a prefill module trained against it.
+    "smollm2-135m-w4": _quantized("smollm2-135m", bits=4),
+    "smollm2-135m-qsun-addition": _sun_trained(
+        "smollm2-135m", "bb_2digit_addition", steps=30, decode="smollm2-135m-w4"
     ),
 }
 

@@ -4,6 +4,7 @@ solve     one workload point: fewest decode GPUs for SUN and conventional, their
 sweep     the paper-scale grid (sun_sglang.sim.grid) -> DIR/sweep.json and plots
 validate  predict a measured CPU run (bench compare's result.json) -> DIR/cpu_compare-NAME.json
 report    docs/PERFORMANCE.md from DIR (hand-written notes below its marker are kept)
+qsun      QSUN's decode-step speed-up (low-bit weights vs bf16) by batch and context -> DIR/qsun_speedup.json
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from sun_sglang.sim import grid, report
+from sun_sglang.sim import grid, qsun, report
 from sun_sglang.sim.costs import GPUS, MODELS
 from sun_sglang.sim.sweep import Point, Slo, solve
 from sun_sglang.sim.validate import validate
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     val.add_argument("--compare", required=True, help="result.json of python -m sun_sglang.bench compare")
     val.add_argument("--out-dir", default="docs/performance")
     val.add_argument("--name", default="run", help="writes OUT_DIR/cpu_compare-NAME.json")
+    q = sub.add_parser("qsun")
+    q.add_argument("--model", choices=sorted(MODELS), default="Llama-3.1-8B")
+    q.add_argument("--group-size", type=int, default=128)
+    q.add_argument("--out-dir", default="docs/performance")
     rep = sub.add_parser("report")
     rep.add_argument("--data", default="docs/performance")
     rep.add_argument("--doc", default="docs/PERFORMANCE.md")
@@ -68,6 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.out_dir) / f"cpu_compare-{args.name}.json").write_text(json.dumps(out, indent=1))
         print(json.dumps(out["validation"]["modes"], indent=1))
+    elif args.command == "qsun":
+        rows = [
+            r
+            for gpu in ("H100", "H200")
+            for bits in (4, 8)
+            for r in qsun.speedups(gpu, args.model, bits, args.group_size)
+        ]
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.out_dir) / "qsun_speedup.json").write_text(
+            json.dumps({"group_size": args.group_size, "rows": rows}, indent=1)
+        )
+        print(qsun.table(rows))
     else:
         report.write(Path(args.data), Path(args.doc))
     return 0

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import torch
 
+from sun_sglang.launch.cluster import resolve_model
 from sun_sglang.models import prepare
+from sun_sglang.quant import decode_module
 from sun_sglang.train.loop import TrainConfig, train_and_export
 
 
@@ -24,6 +26,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
     ap.add_argument("--task", required=True, help="a built-in task or a JSONL file of chats")
     ap.add_argument("--out", required=True)
     ap.add_argument("--mode", choices=["sun", "full", "lora"], default=d.mode)
+    ap.add_argument("--decode", help="the frozen decode module if not the base (QSUN: DIR/dequantized)")
     for name in ("steps", "batch_size", "grad_accum", "warmup_steps", "seed", "n_test", "save_every"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     ap.add_argument("--lora-rank", type=int, default=d.lora_rank)
@@ -40,6 +43,8 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
         torch.set_num_threads(threads)
     args["lora_targets"] = tuple(args["lora_targets"])
     args["base"] = str(prepare(args["base"])) if "/" not in args["base"] else args["base"]
+    if args["decode"]:
+        args["decode"] = str(decode_module(resolve_model(args["decode"]), "cpu"))
     return TrainConfig(**args), resume, keep
 
 

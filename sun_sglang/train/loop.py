@@ -48,6 +48,13 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lora_rank: int = 16  # mode lora only
     lora_alpha: float = 32.0
     lora_targets: tuple[str, ...] = adapters.ALL_LINEAR
+    # the frozen decode module, if not the base: QSUN trains against the quantized base (its
+    # dequantized checkpoint, numerically what the low-bit decode servers compute)
+    decode: str | None = None
+
+    @property
+    def decode_path(self) -> str:
+        return self.decode or self.base
 
     @property
     def frozen_decode(self) -> bool:
@@ -65,10 +72,12 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(config.base)
         self.model = load_model(config.base, config.dtype, "sdpa").train()
+        if config.decode is not None and not config.frozen_decode:
+            raise ValueError("--decode names a frozen decode module: modes sun and lora only")
         if config.mode == "lora":
             self.model = adapters.wrap(self.model, config.lora_rank, config.lora_alpha, config.lora_targets)
         if config.frozen_decode:
-            self.decode = load_model(config.base, config.dtype, "sdpa").requires_grad_(False)
+            self.decode = load_model(config.decode_path, config.dtype, "sdpa").requires_grad_(False)
         else:
             self.decode = self.model
         train, _ = tasks.split(tasks.load(config.task), config.seed, config.n_test)
@@ -218,7 +227,7 @@ def train_and_export(
     start = time.perf_counter()
     trainer.run(progress)
     seconds = round(time.perf_counter() - start, 1)
-    if config.frozen_decode and not decode_module_unchanged(trainer.decode, config.base, config.dtype):
+    if config.frozen_decode and not decode_module_unchanged(trainer.decode, config.decode_path, config.dtype):
         raise RuntimeError("the decode module changed during training: refusing to export")
     record = {"train_seconds": seconds, "peak_rss_gib": round(vm_gib("VmHWM"), 2)}
     trainer.export(record, keep_checkpoint=keep_checkpoint)
