@@ -115,9 +115,8 @@ def quantized_base(base: str, work: Path, bits: int, calib_tasks: list[str]) -> 
         base=base, out=str(work / f"quant-w{bits}"), bits=bits, calib_tasks=tuple(calib_tasks)
     )
     record_file = Path(config.out) / "dequantized" / "quant.json"
-    if not (
-        record_file.is_file() and json.loads(record_file.read_text())["config"] == msgspec.to_builtins(config)
-    ):
+    wanted = json.loads(msgspec.json.encode(config))  # as quant.json holds it: tuples are lists
+    if not (record_file.is_file() and json.loads(record_file.read_text())["config"] == wanted):
         quantize(config)
     return str(Path(config.out) / "dequantized")
 

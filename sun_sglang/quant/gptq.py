@@ -78,18 +78,17 @@ def quantize(config: QuantConfig) -> dict:
         "quantize_seconds": round(seconds, 1),
         "n_calib": len(ids),
     }
-    for folder, save in ((out / "dequantized", dense.save_pretrained), (out / "packed", _packed(model))):
+    folders = (out / "dequantized", out / "packed")
+    for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
-        save(str(folder))
+    dense.save_pretrained(str(folders[0]))
+    model.save_pretrained(str(folders[1]), save_compressed=True)
+    for folder in folders:
         for name in _COPIED:
             if (Path(config.base) / name).is_file():
                 shutil.copy2(Path(config.base) / name, folder / name)
         (folder / "quant.json").write_text(json.dumps(record, indent=1))
     return record
-
-
-def _packed(model):  # noqa: ANN001, ANN202
-    return lambda folder: model.save_pretrained(folder, save_compressed=True)
 
 
 @torch.no_grad()
