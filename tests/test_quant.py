@@ -108,3 +108,35 @@ def test_qsun_training_runs_against_the_quantized_decoder(
     compat.check_prefill_module(tmp_path / "qsun", out / "dequantized")
     with pytest.raises(ValueError, match="modes sun and lora only"):
         Trainer(msgspec.structs.replace(config, mode="full"))
+
+
+def test_awq_folds_its_scales_into_the_norms_and_both_checkpoints_agree(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    """AWQ rescales input channels: the norms before q/k/v and gate/up take the scales and the
+    projections their inverse, so the dequantized checkpoint must carry the rescaled norms too (a
+    base copy with only the Linear weights replaced would compute something else)."""
+    from transformers import AutoModelForCausalLM, CompressedTensorsConfig
+
+    config = QuantConfig(
+        base=str(tiny_base), out=str(tmp_path), bits=4, group_size=32, n_calib=16, method="awq"
+    )
+    quantize(config)
+    packed = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "packed",
+        dtype=torch.float32,
+        quantization_config=CompressedTensorsConfig(run_compressed=False),
+    )
+    dense = load_model(str(tmp_path / "dequantized"))
+    base = load_model(str(tiny_base))
+    packed_weights, dense_weights = packed.state_dict(), dense.state_dict()
+    assert all(torch.equal(dense_weights[k], packed_weights[k]) for k in dense_weights)
+    norm = "model.layers.0.input_layernorm.weight"
+    assert not torch.equal(dense_weights[norm], base.state_dict()[norm])
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        want, got = base(ids).logits, dense(ids).logits
+    assert (got - want).norm() < 0.25 * want.norm()  # the same model, up to 4-bit rounding
+    assert json.loads((tmp_path / "dequantized" / "quant.json").read_text())["config"]["method"] == "awq"
+    with pytest.raises(ValueError, match="method must be one of"):
+        QuantConfig(base="", out="", method="hqq")

@@ -1,7 +1,8 @@
 """python -m sun_sglang.quant --base smollm2-135m --bits 4 --group-size 64 --out DIR
+    [--method gptq|awq|awq-gptq]
     [--calib-tasks bb_2digit_addition,bb_hyperbaton] [--n-calib 128]
 
-Quantizes the decode module (weight-only GPTQ, llm-compressor) into DIR/packed (compressed-tensors,
+Quantizes the decode module (weight-only GPTQ or AWQ, llm-compressor) into DIR/packed (compressed-tensors,
 for SGLang on a GPU) and DIR/dequantized (a plain checkpoint: CPU serving, QSUN training)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import json
 
 from sun_sglang.models import prepare
-from sun_sglang.quant.gptq import QuantConfig, quantize
+from sun_sglang.quant.gptq import METHODS, QuantConfig, quantize
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base", default="smollm2-135m", help="a model name (sun_sglang.models) or a folder")
     ap.add_argument("--out", required=True)
     ap.add_argument("--bits", type=int, choices=[4, 8], default=d.bits)
+    ap.add_argument("--method", choices=METHODS, default=d.method)
     ap.add_argument("--group-size", type=int, default=d.group_size)
     ap.add_argument("--calib-tasks", default=",".join(d.calib_tasks))
     ap.add_argument("--n-calib", type=int, default=d.n_calib)
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         base=base,
         out=args.out,
         bits=args.bits,
+        method=args.method,
         group_size=args.group_size,
         calib_tasks=tuple(args.calib_tasks.split(",")),
         n_calib=args.n_calib,
