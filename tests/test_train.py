@@ -3,6 +3,7 @@ module, exact resumption, and the exported checkpoint."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -151,11 +152,9 @@ def test_jsonl_chats_and_bad_files(tmp_path: Path) -> None:
 
 
 def test_study_page_reports_every_configuration_and_the_gap() -> None:
-    import argparse
-
     from sun_sglang.eval.study import page
 
-    args = argparse.Namespace(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16)
+    args = _study_args()
     result = {
         "task": "bb_2digit_addition",
         "n_train": 800,
@@ -185,11 +184,9 @@ def test_gradient_accumulation_equals_the_larger_batch(tiny_base: Path, tmp_path
 
 
 def test_study_page_reports_qsun_against_sun_and_no_retraining() -> None:
-    import argparse
-
     from sun_sglang.eval.study import page
 
-    args = argparse.Namespace(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16)
+    args = _study_args()
     result = {
         "task": "bb_2digit_addition",
         "n_train": 800,
@@ -197,7 +194,53 @@ def test_study_page_reports_qsun_against_sun_and_no_retraining() -> None:
         "accuracy": {"base": 0.0, "full FT": 0.865, "naive": 0.79, "SUN": 0.875, "LoRA-SUN": 0.85},
         "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
     }
-    qsun = [{"task": "bb_2digit_addition", "bits": 4, "accuracy": {"no retraining": 0.80, "QSUN": 0.86}}]
+    qsun = [
+        {
+            "task": "bb_2digit_addition",
+            "bits": 4,
+            "weights": "W4 (GPTQ, group 64)",
+            "accuracy": {"no retraining": 0.80, "QSUN": 0.86},
+        }
+    ]
     text = page([result], args, None, qsun)
     row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition | W4"))
-    assert "| 87.5 | 80.0 | 86.0 | -1.5 | +6.0 |" in row
+    assert "| W4 (GPTQ, group 64) | 87.5 | 80.0 | 86.0 | -1.5 | +6.0 |" in row
+    assert "--qsun w4-gptq-g64,w8-gptq-g64 --doc" in text
+
+
+def test_qsun_schemes_are_named_by_bits_method_and_group() -> None:
+    from sun_sglang.eval.study_qsun import Scheme
+
+    scheme = Scheme.parse("w4-awq-gptq-g32")
+    assert (scheme.bits, scheme.method, scheme.group_size) == (4, "awq-gptq", 32)
+    assert scheme.name == "w4-awq-gptq-g32" and scheme.label == "W4 (AWQ scaling + GPTQ, group 32)"
+    for bad in ("w4-hqq-g64", "4-gptq-g64", "w4-gptq"):
+        with pytest.raises(ValueError, match="QSUN scheme"):
+            Scheme.parse(bad)
+
+
+def test_study_page_reports_the_spread_over_seeds() -> None:
+    from sun_sglang.eval.study import page
+
+    result = {
+        "task": "rg_family_relationships",
+        "n_train": 800,
+        "n_test": 200,
+        "accuracy": {"base": 0.0, "full FT": 0.40, "naive": 0.40, "SUN": 0.36, "LoRA-SUN": 0.36},
+        "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
+    }
+    more = [
+        {"task": "rg_family_relationships", "seed": s, "accuracy": {"full FT": f, "naive": 0.30, "SUN": u}}
+        for s, f, u in ((1, 0.42, 0.44), (2, 0.38, 0.38))
+    ]
+    text = page([result], _study_args(more_seeds="1,2"), None, None, more)
+    row = next(line for line in text.splitlines() if line.startswith("| rg_family_relationships | 0, 1, 2"))
+    # full FT 40/42/38, SUN 36/44/38: gaps -4, +2, 0 -> mean -0.7, sd 3.1
+    assert "| 40.0 ± 2.0 | 33.3 ± 5.8 | 39.3 ± 4.2 | -0.7 ± 3.1 | 0: -4.0, 1: +2.0, 2: +0.0 |" in row
+    assert "--more-seeds 1,2" in text
+
+
+def _study_args(**overrides: object) -> argparse.Namespace:
+    args = dict(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16, more_seeds="")
+    args.update(qsun="w4-gptq-g64,w8-gptq-g64")
+    return argparse.Namespace(**{**args, **overrides})

@@ -1,9 +1,11 @@
 """The accuracy study: per task, train full fine-tuning, SUN and LoRA-SUN (the prefill module as a
 LoRA adapter) from the base, then measure base alone, full fine-tuning, naive composition (the
 full fine-tune as prefill module, the base as decode module), SUN and LoRA-SUN on the held-out
-split; write the table to docs/ACCURACY.md.
+split; write the table to docs/ACCURACY.md. Beside it: more seeds (full FT and SUN) for the tasks
+where they differ, and QSUN (study_qsun).
 
     python -m sun_sglang.eval.study [--tasks bb_2digit_addition,...] [--steps 60] [--seed 0]
+        [--more-seeds 1,2] [--qsun w4-gptq-g64,w8-gptq-g64,w4-awq-g64]
 
 Trained models are kept under --work and reused when their settings match (rerun = re-evaluate).
 """
@@ -15,15 +17,17 @@ import json
 import platform
 from pathlib import Path
 
-import msgspec
 import torch
 
 from sun_sglang import tasks
 from sun_sglang.bench import train_step
 from sun_sglang.eval import evaluate_offline
+from sun_sglang.eval.study_cache import cached, train
+from sun_sglang.eval.study_qsun import Scheme, qsun_table, qsun_task
+from sun_sglang.eval.study_seeds import seed_task, seeds_table
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
-from sun_sglang.train.loop import TrainConfig, train_and_export
+from sun_sglang.train.loop import TrainConfig
 
 STUDY_TASKS = ("bb_2digit_addition", "bb_hyperbaton", "rg_family_relationships", "bb_sports_understanding")
 CONFIGS = {  # name -> (prefill module, decode module)
@@ -36,28 +40,8 @@ CONFIGS = {  # name -> (prefill module, decode module)
 MODES = ("full", "sun", "lora")
 # QSUN is measured where the configurations differ (the other two tasks sit at their label prior).
 QSUN_TASKS = ("bb_2digit_addition", "rg_family_relationships", "bb_sports_understanding")
-
-
-def _settings(config: dict) -> dict:
-    """The settings a trained model is reused for: LoRA's only count in mode lora."""
-    config = json.loads(json.dumps(config))
-    lora = config["mode"] == "lora"
-    return {
-        k: v
-        for k, v in config.items()
-        if (lora or not k.startswith("lora_")) and not (k == "decode" and v is None)
-    }
-
-
-def train(config: TrainConfig) -> dict:
-    """Train unless a finished model with the same settings is there; its training record."""
-    record_file = Path(config.out) / "sun_train.json"
-    if record_file.is_file():
-        record = json.loads(record_file.read_text())
-        if _settings(record["config"]) == _settings(msgspec.to_builtins(config)):
-            return record
-    train_and_export(config, resume=True)
-    return json.loads(record_file.read_text())
+# More seeds where SUN and full fine-tuning differ.
+SEEDED_TASKS = ("bb_2digit_addition", "rg_family_relationships")
 
 
 def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> dict:
@@ -78,7 +62,7 @@ def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> di
     for name, (prefill, decode) in CONFIGS.items():
         modes = ("lora",) if prefill == "lora" else ("full", "sun")
         cache = work / task / ("accuracy-lora.json" if prefill == "lora" else "accuracy.json")
-        accuracy[name] = _cached(
+        accuracy[name] = cached(
             cache,
             {m: records[m] for m in modes},
             name,
@@ -93,72 +77,6 @@ def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> di
         "train_seconds": {mode: r.get("train_seconds") for mode, r in records.items()},
         "final_loss": {mode: round(r["losses"][-1], 3) for mode, r in records.items()},
     }
-
-
-def _cached(cache_file: Path, key: dict, name: str, measure) -> float:  # noqa: ANN001
-    """An accuracy kept beside the models, keyed by the training records it was measured on."""
-    key_text = json.dumps(key, sort_keys=True)
-    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    accuracy = cached.get("accuracy", {}) if cached.get("key") == key_text else {}
-    if name not in accuracy:
-        accuracy[name] = measure().accuracy
-        cache_file.write_text(json.dumps({"key": key_text, "accuracy": accuracy}))
-    return accuracy[name]
-
-
-def quantized_base(base: str, work: Path, bits: int, calib_tasks: list[str]) -> str:
-    """The base quantized to `bits` (GPTQ, group 64, calibrated on the study tasks' training
-    splits), once per setting; its dequantized checkpoint (what the QSUN decode servers compute)."""
-    from sun_sglang.quant.gptq import QuantConfig, quantize
-
-    config = QuantConfig(
-        base=base, out=str(work / f"quant-w{bits}"), bits=bits, calib_tasks=tuple(calib_tasks)
-    )
-    record_file = Path(config.out) / "dequantized" / "quant.json"
-    wanted = json.loads(msgspec.json.encode(config))  # as quant.json holds it: tuples are lists
-    if not (record_file.is_file() and json.loads(record_file.read_text())["config"] == wanted):
-        quantize(config)
-    return str(Path(config.out) / "dequantized")
-
-
-def qsun_task(task: str, base: str, work: Path, args: argparse.Namespace, bits: int) -> dict:
-    """QSUN at `bits`: a prefill module trained against the quantized decoder, beside the SUN prefill
-    module put in front of the quantized decoder without retraining."""
-    decode = quantized_base(base, work, bits, args.tasks.split(","))
-    common = dict(base=base, task=task, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    common.update(seed=args.seed, n_test=args.n_test, save_every=max(10, args.steps // 4))
-    sun = train(TrainConfig(out=str(work / task / "sun"), mode="sun", **common))
-    qsun = train(TrainConfig(out=str(work / task / f"qsun-w{bits}"), mode="sun", decode=decode, **common))
-    _, test = tasks.split(tasks.load(task), args.seed, args.n_test)
-    key = {"sun": sun, "qsun": qsun, "quant": json.loads((Path(decode) / "quant.json").read_text())["config"]}
-    configs = {"no retraining": str(work / task / "sun"), "QSUN": str(work / task / f"qsun-w{bits}")}
-    accuracy = {
-        name: _cached(
-            work / task / f"accuracy-qsun-w{bits}.json",
-            key,
-            name,
-            lambda p=prefill: evaluate_offline(p, decode, test),
-        )
-        for name, prefill in configs.items()
-    }
-    print(f"{task}: W{bits} {accuracy}", flush=True)
-    return {"task": task, "bits": bits, "accuracy": accuracy, "train_seconds": qsun.get("train_seconds")}
-
-
-def qsun_table(rows: list[dict], results: list[dict]) -> str:
-    sun = {r["task"]: r["accuracy"]["SUN"] for r in results}
-    lines = [
-        "| task | decoder weights | SUN (float32 decoder) | SUN prefill + quantized decoder, no retraining"
-        " | QSUN (trained against it) | QSUN - SUN | QSUN - no retraining |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        s, q, n = sun[r["task"]], r["accuracy"]["QSUN"], r["accuracy"]["no retraining"]
-        lines.append(
-            f"| {r['task']} | W{r['bits']} (GPTQ, group 64) | {s * 100:.1f} | {n * 100:.1f}"
-            f" | {q * 100:.1f} | {(q - s) * 100:+.1f} | {(q - n) * 100:+.1f} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def table(results: list[dict], args: argparse.Namespace) -> str:
@@ -180,9 +98,18 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
 
 
 def page(
-    results: list[dict], args: argparse.Namespace, step_report: str | None, qsun: list[dict] | None = None
+    results: list[dict],
+    args: argparse.Namespace,
+    step_report: str | None,
+    qsun: list[dict] | None = None,
+    more_seeds: list[dict] | None = None,
 ) -> str:
-    rerun = f"python -m sun_sglang.eval.study --steps {args.steps} --seed {args.seed} --doc docs/ACCURACY.md"
+    rerun = (
+        f"python -m sun_sglang.eval.study --steps {args.steps} --seed {args.seed}"
+        + (f" --more-seeds {args.more_seeds}" if args.more_seeds else "")
+        + (f" --qsun {args.qsun}" if args.qsun else " --qsun ''")
+        + " --doc docs/ACCURACY.md"
+    )
     parts = [
         "# Accuracy: SUN and LoRA-SUN beside full fine-tuning, naive composition and the base",
         "",
@@ -207,13 +134,24 @@ def page(
         " story); BIG-bench sports understanding (plausible / implausible). The base model is not"
         " tuned to these answer formats, so its exact-match score is near zero.",
     ]
+    if more_seeds:
+        parts += [
+            "",
+            "## Across seeds",
+            "",
+            "Full fine-tuning and SUN trained again with other seeds (each seed its own train/test"
+            " split, data order and run), same steps, batch and learning rate; mean ± standard deviation"
+            " over the seeds of exact match (%) on each seed's held-out split.",
+            "",
+            seeds_table(results, more_seeds, args.seed),
+        ]
     if qsun:
         parts += [
             "",
             "## QSUN: a quantized shared decode module",
             "",
-            "The base quantized once per bit width (`python -m sun_sglang.quant`: weight-only GPTQ with"
-            " llm-compressor, symmetric integers, group 64, calibrated on 128 training-split chats of the"
+            "The base quantized once per scheme (`python -m sun_sglang.quant`: weight-only, with"
+            " llm-compressor, symmetric integers, calibrated on 128 training-split chats of the"
             " study tasks), decoding through its dequantized weights (numerically what SGLang's low-bit"
             " decode servers compute). QSUN trains the prefill module against that decoder (same steps,"
             ' batch, learning rate, seed as SUN); "no retraining" puts the SUN prefill module, trained'
@@ -252,14 +190,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--results", type=Path, help="write the results JSON here too")
     ap.add_argument("--doc", type=Path, help="write the whole page (docs/ACCURACY.md) here")
     ap.add_argument("--no-step-bench", action="store_true", help="skip the training-step measurement")
-    ap.add_argument("--qsun-bits", default="4,8", help="QSUN decoder bit widths ('' for none)")
+    ap.add_argument("--qsun", default="w4-gptq-g64,w8-gptq-g64", help="QSUN decoder schemes ('' for none)")
     ap.add_argument("--qsun-tasks", default=",".join(QSUN_TASKS))
+    ap.add_argument("--more-seeds", default="", help="more seeds for --seeded-tasks, e.g. 1,2")
+    ap.add_argument("--seeded-tasks", default=",".join(SEEDED_TASKS))
     args = ap.parse_args(argv)
     base = str(prepare(args.base))
     results = [study_task(task, base, args.work, args) for task in args.tasks.split(",")]
     print(table(results, args))
-    bits = [int(b) for b in args.qsun_bits.split(",") if b]
-    qsun = [qsun_task(t, base, args.work, args, b) for b in bits for t in args.qsun_tasks.split(",") if t]
+    more = [int(s) for s in args.more_seeds.split(",") if s]
+    seeded = [t for t in args.seeded_tasks.split(",") if t]
+    more_seeds = [seed_task(t, base, args.work, args, s) for t in seeded for s in more]
+    if more_seeds:
+        print(seeds_table(results, more_seeds, args.seed))
+    schemes = [Scheme.parse(name) for name in args.qsun.split(",") if name]
+    qsun = [qsun_task(t, base, args.work, args, q) for q in schemes for t in args.qsun_tasks.split(",") if t]
     if qsun:
         print(qsun_table(qsun, results))
     step_report = None
@@ -268,10 +213,10 @@ def main(argv: list[str] | None = None) -> None:
         step_report = train_step.report(rows, args.base, args.batch_size, steps=6)
         print(step_report)
     if args.results:
-        out = {"results": results, "qsun": qsun, "args": vars(args)}
+        out = {"results": results, "qsun": qsun, "more_seeds": more_seeds, "args": vars(args)}
         args.results.write_text(json.dumps(out, indent=1, default=str))
     if args.doc:
-        write_doc(args.doc, page(results, args, step_report, qsun))
+        write_doc(args.doc, page(results, args, step_report, qsun, more_seeds))
 
 
 if __name__ == "__main__":
