@@ -5,8 +5,9 @@ One cluster file gives the tasks and the base. Each mode gets its own cluster, s
 `conventional_decode` decode servers holding the task model). Every server runs under taskset:
 prefill servers, gateway and load generator on `pins.prefill`, all decode servers on `pins.decode`,
 so both modes get the same decode cores. The SUN cluster is also profiled (step times for the
-simulator). Decode batch composition comes from the gateway's access log (which task ran on which
-decode server, and when) and the decode servers' own "#running-req" log lines.
+simulator), and every decode server logs each step (`step_log`: step times under the run's own
+open-loop load). Decode batch composition comes from the gateway's access log (which task ran on
+which decode server, and when) and the decode servers' own "#running-req" log lines.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import msgspec
 
 from sun_sglang.bench import loadgen, profile, summary
+from sun_sglang.bench.step_log import STEP_LOG_ARGS, decode_steps
 from sun_sglang.bench.workload import WorkloadConfig
 from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.cluster import Cluster, plan
@@ -62,7 +64,7 @@ def decode_mixing(access_log: Path) -> dict[str, dict]:
 
 
 def most_running(log: Path) -> int:
-    """The largest "#running-req" a decode server logged (SGLang logs every 40 decode steps)."""
+    """The largest "#running-req" a decode server logged."""
     return max((int(n) for n in _RUNNING.findall(log.read_text(errors="replace"))), default=0)
 
 
@@ -75,7 +77,13 @@ def run_mode(
     log_dir: Path,
     with_profile: bool,
 ) -> dict:
-    cfg = msgspec.structs.replace(base, mode=mode, decode=DecodeConfig(decode_replicas), cpus=pins)
+    cfg = msgspec.structs.replace(
+        base,
+        mode=mode,
+        decode=DecodeConfig(decode_replicas),
+        cpus=pins,
+        decode_args=[*base.decode_args, *STEP_LOG_ARGS],
+    )
     cluster = Cluster(plan(cfg, device_for(cfg.device)), log_dir, 600)
     result: dict = {"mode": mode, "decode_replicas": decode_replicas}
     with cluster:
@@ -94,7 +102,9 @@ def run_mode(
     result["per_task"] = summary.per_task(records, wall)
     result["records"] = [msgspec.to_builtins(r.__dict__) for r in records]
     result["decode_mixing"] = decode_mixing(log_dir / "gateway.log")
-    result["decode_most_running"] = {p.stem: most_running(p) for p in sorted(log_dir.glob("decode-*.log"))}
+    logs = sorted(log_dir.glob("decode-*.log"))
+    result["decode_most_running"] = {p.stem: most_running(p) for p in logs}
+    result["decode_steps"] = {p.stem: decode_steps(p.read_text(errors="replace")) for p in logs}
     return result
 
 

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     val.add_argument("--compare", required=True, help="result.json of python -m sun_sglang.bench compare")
     val.add_argument("--out-dir", default="docs/performance")
     val.add_argument("--name", default="run", help="writes OUT_DIR/cpu_compare-NAME.json")
+    val.add_argument("--steps-from", help="another run's result.json: calibrate on its logged steps too")
+    val.add_argument("--steps-from-name", default="other", help="that run's name on the page")
     q = sub.add_parser("qsun")
     q.add_argument("--model", choices=sorted(MODELS), default="Llama-3.1-8B")
     q.add_argument("--group-size", type=int, default=128)
@@ -69,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         grid.run(Path(args.out_dir), Slo(args.slo_tpot_s, args.slo_ttft_s))
     elif args.command == "validate":
         result = json.loads(Path(args.compare).read_text())
-        out = report.cpu_summary(result, validate(result))
+        other = json.loads(Path(args.steps_from).read_text()) if args.steps_from else None
+        out = report.cpu_summary(result, validate(result, other, args.steps_from_name))
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.out_dir) / f"cpu_compare-{args.name}.json").write_text(json.dumps(out, indent=1))
-        print(json.dumps(out["validation"]["modes"], indent=1))
+        for name, cal in out["validation"]["calibrations"].items():
+            errors = {m: {f: v["error"] for f, v in figs.items()} for m, figs in cal["modes"].items()}
+            print(name, json.dumps(errors, indent=1))
     elif args.command == "qsun":
         rows = [
             r

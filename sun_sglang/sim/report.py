@@ -88,43 +88,55 @@ def _cpu_section(cpu: dict, name: str) -> list[str]:
     return out + [""]
 
 
+def _steps(profile: dict) -> str:
+    pairs = zip(profile["decode_batches"], profile["decode_seconds"], strict=True)
+    return ", ".join(f"{b:.0f}: {s * 1e3:.0f} ms" for b, s in pairs)
+
+
 def _validation_section(val: dict) -> list[str]:
-    p = val["profile"]
-    steps = ", ".join(f"{b:.0f}: {s * 1e3:.0f} ms" for b, s in zip(p["decode_batches"], p["decode_seconds"]))
+    cals = val["calibrations"]
+    closed = cals["closed-loop profile"]["profile"]
     prefill = ", ".join(
-        f"{n:.0f} tokens: {s * 1e3:.0f} ms" for n, s in zip(p["prefill_lens"], p["prefill_seconds"])
+        f"{n:.0f} tokens: {s * 1e3:.0f} ms" for n, s in zip(closed["prefill_lens"], closed["prefill_seconds"])
     )
     out = [
         "### The simulator against this run",
         "",
-        f"Calibration ({p['source']}): decode step by batch {steps}; prefill {prefill}. "
-        "The simulator then replays each run's requests (planned arrivals, counted prompt lengths) "
-        "through the same cluster shape, servers sharing their pinned core"
+        "The simulator replays each run's requests (planned arrivals, counted prompt lengths) through the"
+        " same cluster shape, servers sharing their pinned core"
         + (
             f"; decode servers sharing a core lose {val['decode_core_overhead']:.2f}x beyond an even split "
             "(measured on the conventional cluster: both tasks at once, one request each)."
             if val.get("decode_core_overhead", 1.0) != 1.0
             else " evenly."
-        ),
+        )
+        + f" Prefill by prompt length (closed loops): {prefill}. Decode step by batch size, per calibration:",
         "",
-        "| mode | figure | measured | predicted | error |",
-        "|---|---|---|---|---|",
     ]
-    for mode, figures in val["modes"].items():
-        for name, f in figures.items():
-            err = "-" if f["error"] is None else f"{f['error']:+.1%}"
-            out.append(f"| {mode} | {name} | {f['measured']:.4g} | {f['predicted']:.4g} | {err} |")
+    out += [f"- {name} ({c['profile']['source']}): {_steps(c['profile'])}" for name, c in cals.items()]
+    names = list(cals)
     out += [
         "",
-        "SUN / conventional, measured vs predicted: "
-        + ", ".join(
-            f"{k} {v['measured']:.2f}x vs {v['predicted']:.2f}x"
-            for k, v in val["sun_over_conventional"].items()
-        )
-        + ".",
-        "",
+        "| mode | figure | measured | " + " | ".join(f"{n}: predicted (error)" for n in names) + " |",
+        "|---|---|---|" + "---|" * len(names),
     ]
-    return out
+    first = cals[names[0]]["modes"]
+    for mode, figures in first.items():
+        for fig, f in figures.items():
+            cells = []
+            for n in names:
+                g = cals[n]["modes"][mode][fig]
+                err = "-" if g["error"] is None else f"{g['error']:+.1%}"
+                cells.append(f"{g['predicted']:.4g} ({err})")
+            out.append(f"| {mode} | {fig} | {f['measured']:.4g} | " + " | ".join(cells) + " |")
+    out += ["", "SUN / conventional, measured vs predicted:", ""]
+    for n in names:
+        ratios = cals[n]["sun_over_conventional"]
+        out.append(
+            f"- {n}: "
+            + ", ".join(f"{k} {v['measured']:.2f}x vs {v['predicted']:.2f}x" for k, v in ratios.items())
+        )
+    return out + [""]
 
 
 def decode_bound_tok_s(gpu: str, model: str, tpot_s: float, context: int) -> tuple[int, float]:
@@ -226,8 +238,14 @@ def write(data_dir: Path, doc: Path) -> None:
         "```",
         "python -m sun_sglang.bench compare --cluster launch/local-smollm2.yaml --popularity zipf \\",
         "    --zipf-alpha 1.0 --rate 1.0 --num-requests 80 --concurrency 16 --output-tokens 32 \\",
-        "    --prompt-words 32:64 --out-dir /tmp/compare          # CPU cluster, ~10 min",
-        "python -m sun_sglang.sim validate --compare /tmp/compare/result.json --name zipf1",
+        "    --prompt-words 32:64 --seed 0 --out-dir /tmp/zipf1   # CPU cluster, ~10 min",
+        "python -m sun_sglang.bench compare --cluster launch/local-smollm2.yaml --popularity uniform \\",
+        "    --rate 0.5 --num-requests 60 --concurrency 16 --output-tokens 32 \\",
+        "    --prompt-words 32:64 --seed 1 --out-dir /tmp/uniform  # CPU cluster, ~8 min",
+        "python -m sun_sglang.sim validate --compare /tmp/zipf1/result.json --name zipf1-rate1 \\",
+        "    --steps-from /tmp/uniform/result.json --steps-from-name uniform-rate05",
+        "python -m sun_sglang.sim validate --compare /tmp/uniform/result.json --name uniform-rate05 \\",
+        "    --steps-from /tmp/zipf1/result.json --steps-from-name zipf1-rate1",
         "python -m sun_sglang.sim sweep                          # paper scale, a few minutes",
         "python -m sun_sglang.sim report",
         "```",

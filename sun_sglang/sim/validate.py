@@ -1,7 +1,9 @@
 """The simulator against a measured CPU cluster run (`python -m sun_sglang.bench compare`).
 
-Calibration: the step-time profile measured on the SUN cluster's decode server (closed loops
-through the gateway). Prediction: the same requests (the workload's planned arrivals, the prompt
+Calibration, each in turn: the step-time profile measured on the SUN cluster's decode server
+(closed loops through the gateway); the decode steps that server logged during the run itself
+(open-loop load, `bench.step_log`); and those logged during another run (a prediction out of
+sample). Prediction: the same requests (the workload's planned arrivals, the prompt
 lengths the servers counted, the output lengths they produced) through a simulated cluster of the
 same shape: prefill servers sharing the prefill core, decode servers sharing the decode core. The
 error of each figure is (predicted - measured) / measured."""
@@ -11,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 from sun_sglang.bench import summary
+from sun_sglang.bench.step_log import step_profile
 from sun_sglang.bench.workload import WorkloadConfig, plan
 from sun_sglang.sim.costs import Profile
 from sun_sglang.sim.engine import ClusterShape, SimRequest, Simulator
@@ -59,10 +62,29 @@ def predict(
     return summary.summarize(records, wall, shape.decode_worker_count, shape.worker_count)
 
 
-def validate(result: dict) -> dict:
-    profile = msgspec.convert(result["sun"]["profile"], Profile)
-    overhead = sharing_overhead(result, profile)
-    out: dict = {"profile": msgspec.to_builtins(profile), "decode_core_overhead": overhead, "modes": {}}
+def calibrations(result: dict, other: dict | None = None, other_name: str = "") -> dict[str, Profile]:
+    closed = msgspec.convert(result["sun"]["profile"], Profile)
+    out = {"closed-loop profile": closed}
+    for name, run in (("this run", result), (f"run {other_name}", other)):
+        if run is None or not run["sun"].get("decode_steps"):
+            continue
+        steps = [tuple(s) for server in run["sun"]["decode_steps"].values() for s in server]
+        source = f"decode steps logged by the SUN decode server during {name}"
+        out[f"logged steps, {name}"] = step_profile(steps, closed, source=source)  # type: ignore[arg-type]
+    return out
+
+
+def validate(result: dict, other: dict | None = None, other_name: str = "") -> dict:
+    closed = msgspec.convert(result["sun"]["profile"], Profile)
+    overhead = sharing_overhead(result, closed)  # the sharing probe is closed-loop, like `closed`
+    out: dict = {"decode_core_overhead": overhead, "calibrations": {}}
+    for name, profile in calibrations(result, other, other_name).items():
+        out["calibrations"][name] = _against(result, profile, overhead)
+    return out
+
+
+def _against(result: dict, profile: Profile, overhead: float) -> dict:
+    out: dict = {"profile": msgspec.to_builtins(profile), "modes": {}}
     for mode in ("sun", "conventional"):
         measured, predicted = result[mode]["summary"], predict(result, mode, profile, overhead=overhead)
         out["modes"][mode] = {
