@@ -202,9 +202,14 @@ def test_study_page_reports_qsun_against_sun_and_no_retraining() -> None:
             "accuracy": {"no retraining": 0.80, "QSUN": 0.86},
         }
     ]
-    text = page([result], args, None, qsun)
-    row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition | W4"))
+    decoders = [
+        {"task": "bb_2digit_addition", "weights": "W4 (AWQ, group 64)", "accuracy": 0.78, "seconds": 550.0}
+    ]
+    text = page([result], args, None, qsun, None, decoders)
+    row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition | W4 (GPTQ"))
     assert "| W4 (GPTQ, group 64) | 87.5 | 80.0 | 86.0 | -1.5 | +6.0 |" in row
+    row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition | W4 (AWQ"))
+    assert row == "| bb_2digit_addition | W4 (AWQ, group 64) | 78.0 | -9.5 | 550 s |"
     assert "--qsun w4-gptq-g64,w8-gptq-g64 --doc" in text
 
 
@@ -242,5 +247,5 @@ def test_study_page_reports_the_spread_over_seeds() -> None:
 
 def _study_args(**overrides: object) -> argparse.Namespace:
     args = dict(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16, more_seeds="")
-    args.update(qsun="w4-gptq-g64,w8-gptq-g64")
+    args.update(qsun="w4-gptq-g64,w8-gptq-g64", qsun_decoders="")
     return argparse.Namespace(**{**args, **overrides})

@@ -22,8 +22,8 @@ import torch
 from sun_sglang import tasks
 from sun_sglang.bench import train_step
 from sun_sglang.eval import evaluate_offline
-from sun_sglang.eval.study_cache import cached, train
-from sun_sglang.eval.study_qsun import Scheme, qsun_table, qsun_task
+from sun_sglang.eval.study_cache import cached, run_settings, train
+from sun_sglang.eval.study_qsun import Scheme, decoder_row, decoders_table, qsun_table, qsun_task
 from sun_sglang.eval.study_seeds import seed_task, seeds_table
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
@@ -45,8 +45,7 @@ SEEDED_TASKS = ("bb_2digit_addition", "rg_family_relationships")
 
 
 def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> dict:
-    common = dict(base=base, task=task, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    common.update(seed=args.seed, n_test=args.n_test, save_every=max(10, args.steps // 4))
+    common = run_settings(task, base, args)
     lora = dict(lr=args.lora_lr, lora_rank=args.lora_rank, lora_alpha=2.0 * args.lora_rank)
     records = {
         mode: train(
@@ -103,11 +102,13 @@ def page(
     step_report: str | None,
     qsun: list[dict] | None = None,
     more_seeds: list[dict] | None = None,
+    decoders: list[dict] | None = None,
 ) -> str:
     rerun = (
         f"python -m sun_sglang.eval.study --steps {args.steps} --seed {args.seed}"
         + (f" --more-seeds {args.more_seeds}" if args.more_seeds else "")
         + (f" --qsun {args.qsun}" if args.qsun else " --qsun ''")
+        + (f" --qsun-decoders {args.qsun_decoders}" if args.qsun_decoders else "")
         + " --doc docs/ACCURACY.md"
     )
     parts = [
@@ -159,6 +160,12 @@ def page(
             "",
             qsun_table(qsun, results),
         ]
+    if decoders:
+        parts += [
+            "Decoder schemes compared without retraining (the SUN prefill module in front of each):",
+            "",
+            decoders_table(decoders, results),
+        ]
     if step_report:
         parts += ["", "## One training step: SUN, LoRA-SUN and full fine-tuning", "", step_report]
     return "\n".join(parts) + "\n"
@@ -192,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-step-bench", action="store_true", help="skip the training-step measurement")
     ap.add_argument("--qsun", default="w4-gptq-g64,w8-gptq-g64", help="QSUN decoder schemes ('' for none)")
     ap.add_argument("--qsun-tasks", default=",".join(QSUN_TASKS))
+    ap.add_argument(
+        "--qsun-decoders",
+        default="w4-gptq-g64,w4-gptq-g32,w4-awq-g64",
+        help="schemes compared without retraining on the first QSUN task",
+    )
     ap.add_argument("--more-seeds", default="", help="more seeds for --seeded-tasks, e.g. 1,2")
     ap.add_argument("--seeded-tasks", default=",".join(SEEDED_TASKS))
     args = ap.parse_args(argv)
@@ -207,16 +219,23 @@ def main(argv: list[str] | None = None) -> None:
     qsun = [qsun_task(t, base, args.work, args, q) for q in schemes for t in args.qsun_tasks.split(",") if t]
     if qsun:
         print(qsun_table(qsun, results))
+    first = args.qsun_tasks.split(",")[0]
+    decoders = [
+        decoder_row(first, base, args.work, args, Scheme.parse(n)) for n in args.qsun_decoders.split(",") if n
+    ]
+    if decoders:
+        print(decoders_table(decoders, results))
     step_report = None
     if not args.no_step_bench:
         rows = train_step.measure_both(args.base, args.batch_size, steps=6)
         step_report = train_step.report(rows, args.base, args.batch_size, steps=6)
         print(step_report)
     if args.results:
-        out = {"results": results, "qsun": qsun, "more_seeds": more_seeds, "args": vars(args)}
+        out = {"results": results, "qsun": qsun, "decoders": decoders, "more_seeds": more_seeds}
+        out["args"] = vars(args)
         args.results.write_text(json.dumps(out, indent=1, default=str))
     if args.doc:
-        write_doc(args.doc, page(results, args, step_report, qsun, more_seeds))
+        write_doc(args.doc, page(results, args, step_report, qsun, more_seeds, decoders))
 
 
 if __name__ == "__main__":

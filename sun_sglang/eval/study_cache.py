@@ -3,6 +3,7 @@ settings they were made with match (a rerun re-evaluates nothing it has already 
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,20 @@ from pathlib import Path
 import msgspec
 
 from sun_sglang.train.loop import TrainConfig, train_and_export
+
+
+def run_settings(task: str, base: str, args: argparse.Namespace, seed: int | None = None) -> dict:
+    """The TrainConfig fields every study run of `task` shares (seed: the study's unless given)."""
+    return dict(
+        base=base,
+        task=task,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed if seed is None else seed,
+        n_test=args.n_test,
+        save_every=max(10, args.steps // 4),
+    )
 
 
 def settings(config: dict) -> dict:

@@ -12,7 +12,7 @@ import msgspec
 
 from sun_sglang import tasks
 from sun_sglang.eval import evaluate_offline
-from sun_sglang.eval.study_cache import cached, train
+from sun_sglang.eval.study_cache import cached, run_settings, train
 from sun_sglang.train.loop import TrainConfig
 
 METHOD_NAMES = {"gptq": "GPTQ", "awq": "AWQ", "awq-gptq": "AWQ scaling + GPTQ"}
@@ -67,8 +67,7 @@ def _without_out(settings: dict) -> dict:
 
 def qsun_task(task: str, base: str, work: Path, args: argparse.Namespace, scheme: Scheme) -> dict:
     decode = quantized_base(base, work, scheme, args.tasks.split(","))
-    common = dict(base=base, task=task, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    common.update(seed=args.seed, n_test=args.n_test, save_every=max(10, args.steps // 4))
+    common = run_settings(task, base, args)
     qsun_dir = work / task / f"qsun-{scheme.name}"
     sun = train(TrainConfig(out=str(work / task / "sun"), mode="sun", **common))
     qsun = train(TrainConfig(out=str(qsun_dir), mode="sun", decode=decode, **common))
@@ -100,5 +99,43 @@ def qsun_table(rows: list[dict], results: list[dict]) -> str:
         lines.append(
             f"| {r['task']} | {r['weights']} | {s * 100:.1f} | {n * 100:.1f}"
             f" | {q * 100:.1f} | {(q - s) * 100:+.1f} | {(q - n) * 100:+.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def decoder_row(task: str, base: str, work: Path, args: argparse.Namespace, scheme: Scheme) -> dict:
+    """One quantized decoder behind the SUN prefill module, without retraining: a cheap comparison
+    of schemes (bits, method, group size) on one task."""
+    decode = quantized_base(base, work, scheme, args.tasks.split(","))
+    common = run_settings(task, base, args)
+    sun = train(TrainConfig(out=str(work / task / "sun"), mode="sun", **common))
+    record = json.loads((Path(decode) / "quant.json").read_text())
+    _, test = tasks.split(tasks.load(task), args.seed, args.n_test)
+    accuracy = cached(
+        work / task / f"accuracy-decoder-{scheme.name}.json",
+        {"sun": sun, "quant": _without_out(record["config"])},
+        "no retraining",
+        lambda: evaluate_offline(str(work / task / "sun"), decode, test),
+    )
+    print(f"{task}: decoder {scheme.name} {accuracy}", flush=True)
+    return {
+        "task": task,
+        "weights": scheme.label,
+        "accuracy": accuracy,
+        "seconds": record["quantize_seconds"],
+    }
+
+
+def decoders_table(rows: list[dict], results: list[dict]) -> str:
+    sun = {r["task"]: r["accuracy"]["SUN"] for r in results}
+    lines = [
+        "| task | decoder weights | SUN prefill + this decoder, no retraining | - SUN (float32 decoder) "
+        "| quantization time |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a, s = r["accuracy"], sun[r["task"]]
+        lines.append(
+            f"| {r['task']} | {r['weights']} | {a * 100:.1f} | {(a - s) * 100:+.1f} | {r['seconds']:.0f} s |"
         )
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sun_sglang import tasks
 from sun_sglang.eval import evaluate_offline
-from sun_sglang.eval.study_cache import cached, train
+from sun_sglang.eval.study_cache import cached, run_settings, train
 from sun_sglang.train.loop import TrainConfig
 
 SEED_CONFIGS = {"full FT": ("full", "full"), "naive": ("full", "base"), "SUN": ("sun", "base")}
@@ -18,8 +18,7 @@ SEED_CONFIGS = {"full FT": ("full", "full"), "naive": ("full", "base"), "SUN": (
 
 def seed_task(task: str, base: str, work: Path, args: argparse.Namespace, seed: int) -> dict:
     folder = work / task / f"seed-{seed}"
-    common = dict(base=base, task=task, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    common.update(seed=seed, n_test=args.n_test, save_every=max(10, args.steps // 4))
+    common = run_settings(task, base, args, seed)
     records = {m: train(TrainConfig(out=str(folder / m), mode=m, **common)) for m in ("full", "sun")}
     paths = {"base": base, "full": str(folder / "full"), "sun": str(folder / "sun")}
     _, test = tasks.split(tasks.load(task), seed, args.n_test)
