@@ -152,7 +152,7 @@ def test_jsonl_chats_and_bad_files(tmp_path: Path) -> None:
 
 
 def test_study_page_reports_every_configuration_and_the_gap() -> None:
-    from sun_sglang.eval.study import page
+    from sun_sglang.eval.study_page import page
 
     args = _study_args()
     result = {
@@ -184,7 +184,7 @@ def test_gradient_accumulation_equals_the_larger_batch(tiny_base: Path, tmp_path
 
 
 def test_study_page_reports_qsun_against_sun_and_no_retraining() -> None:
-    from sun_sglang.eval.study import page
+    from sun_sglang.eval.study_page import page
 
     args = _study_args()
     result = {
@@ -225,7 +225,7 @@ def test_qsun_schemes_are_named_by_bits_method_and_group() -> None:
 
 
 def test_study_page_reports_the_spread_over_seeds() -> None:
-    from sun_sglang.eval.study import page
+    from sun_sglang.eval.study_page import page
 
     result = {
         "task": "rg_family_relationships",
@@ -238,14 +238,26 @@ def test_study_page_reports_the_spread_over_seeds() -> None:
         {"task": "rg_family_relationships", "seed": s, "accuracy": {"full FT": f, "naive": 0.30, "SUN": u}}
         for s, f, u in ((1, 0.42, 0.44), (2, 0.38, 0.38))
     ]
-    text = page([result], _study_args(more_seeds="1,2"), None, None, more)
+    longer = [
+        {
+            "task": "rg_family_relationships",
+            "steps": 240,
+            "accuracy": {"full FT": 0.5, "naive": 0.45, "SUN": 0.49},
+            "train_seconds": {"full": 900.0, "sun": 950.0},
+        }
+    ]
+    args = _study_args(more_seeds="1,2", longer="rg_family_relationships")
+    text = page([result], args, None, None, more, None, longer)
     row = next(line for line in text.splitlines() if line.startswith("| rg_family_relationships | 0, 1, 2"))
     # full FT 40/42/38, SUN 36/44/38: gaps -4, +2, 0 -> mean -0.7, sd 3.1
     assert "| 40.0 ± 2.0 | 33.3 ± 5.8 | 39.3 ± 4.2 | -0.7 ± 3.1 | 0: -4.0, 1: +2.0, 2: +0.0 |" in row
-    assert "--more-seeds 1,2" in text
+    rows = [line for line in text.splitlines() if line.startswith("| rg_family_relationships | 80 |")]
+    assert rows == ["| rg_family_relationships | 80 | 40.0 | 40.0 | 36.0 | -4.0 | 180 s / 200 s |"]
+    assert "| rg_family_relationships | 240 | 50.0 | 45.0 | 49.0 | -1.0 | 900 s / 950 s |" in text
+    assert "--more-seeds 1,2 --longer rg_family_relationships --longer-steps 240" in text
 
 
 def _study_args(**overrides: object) -> argparse.Namespace:
     args = dict(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16, more_seeds="")
-    args.update(qsun="w4-gptq-g64,w8-gptq-g64", qsun_decoders="")
+    args.update(qsun="w4-gptq-g64,w8-gptq-g64", qsun_decoders="", longer="", longer_steps=240)
     return argparse.Namespace(**{**args, **overrides})

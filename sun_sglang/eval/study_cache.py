@@ -1,5 +1,6 @@
-"""The study's cache: trained models and accuracies kept under its work folder, reused when the
-settings they were made with match (a rerun re-evaluates nothing it has already measured)."""
+"""The study's configurations, and its cache: trained models and accuracies kept under its work
+folder, reused when the settings they were made with match (a rerun re-evaluates nothing it has
+already measured)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from pathlib import Path
 import msgspec
 
 from sun_sglang.train.loop import TrainConfig, train_and_export
+
+CONFIGS = {  # name -> (prefill module, decode module)
+    "base": ("base", "base"),
+    "full FT": ("full", "full"),
+    "naive": ("full", "base"),
+    "SUN": ("sun", "base"),
+    "LoRA-SUN": ("lora", "base"),
+}
+MODES = ("full", "sun", "lora")
 
 
 def run_settings(task: str, base: str, args: argparse.Namespace, seed: int | None = None) -> dict:
