@@ -155,13 +155,7 @@ def test_study_page_reports_every_configuration_and_the_gap() -> None:
     from sun_sglang.eval.study_page import page
 
     args = _study_args()
-    result = {
-        "task": "bb_2digit_addition",
-        "n_train": 800,
-        "n_test": 200,
-        "accuracy": {"base": 0.0, "full FT": 0.865, "naive": 0.79, "SUN": 0.875, "LoRA-SUN": 0.85},
-        "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
-    }
+    result = _study_result("bb_2digit_addition", full=0.865, naive=0.79, sun=0.875, lora=0.85)
     text = page([result], args, "step table")
     row = next(line for line in text.splitlines() if line.startswith("| bb_2digit_addition"))
     assert "| 0.0 | 86.5 | 79.0 | 87.5 | 85.0 | +1.0 | -1.5 | 180 s / 200 s / 150 s |" in row
@@ -187,13 +181,7 @@ def test_study_page_reports_qsun_against_sun_and_no_retraining() -> None:
     from sun_sglang.eval.study_page import page
 
     args = _study_args()
-    result = {
-        "task": "bb_2digit_addition",
-        "n_train": 800,
-        "n_test": 200,
-        "accuracy": {"base": 0.0, "full FT": 0.865, "naive": 0.79, "SUN": 0.875, "LoRA-SUN": 0.85},
-        "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
-    }
+    result = _study_result("bb_2digit_addition", full=0.865, naive=0.79, sun=0.875, lora=0.85)
     qsun = [
         {
             "task": "bb_2digit_addition",
@@ -227,13 +215,7 @@ def test_qsun_schemes_are_named_by_bits_method_and_group() -> None:
 def test_study_page_reports_the_spread_over_seeds() -> None:
     from sun_sglang.eval.study_page import page
 
-    result = {
-        "task": "rg_family_relationships",
-        "n_train": 800,
-        "n_test": 200,
-        "accuracy": {"base": 0.0, "full FT": 0.40, "naive": 0.40, "SUN": 0.36, "LoRA-SUN": 0.36},
-        "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
-    }
+    result = _study_result("rg_family_relationships", full=0.40, naive=0.40, sun=0.36, lora=0.36)
     more = [
         {"task": "rg_family_relationships", "seed": s, "accuracy": {"full FT": f, "naive": 0.30, "SUN": u}}
         for s, f, u in ((1, 0.42, 0.44), (2, 0.38, 0.38))
@@ -255,6 +237,17 @@ def test_study_page_reports_the_spread_over_seeds() -> None:
     assert rows == ["| rg_family_relationships | 80 | 40.0 | 40.0 | 36.0 | -4.0 | 180 s / 200 s |"]
     assert "| rg_family_relationships | 240 | 50.0 | 45.0 | 49.0 | -1.0 | 900 s / 950 s |" in text
     assert "--more-seeds 1,2 --longer rg_family_relationships --longer-steps 240" in text
+
+
+def _study_result(task: str, full: float, naive: float, sun: float, lora: float) -> dict:
+    """One task's row as study_task returns it (800 / 200 examples, 180 / 200 / 150 s of training)."""
+    return {
+        "task": task,
+        "n_train": 800,
+        "n_test": 200,
+        "accuracy": {"base": 0.0, "full FT": full, "naive": naive, "SUN": sun, "LoRA-SUN": lora},
+        "train_seconds": {"full": 180.0, "sun": 200.0, "lora": 150.0},
+    }
 
 
 def _study_args(**overrides: object) -> argparse.Namespace:

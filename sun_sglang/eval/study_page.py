@@ -74,41 +74,32 @@ def page(
         " tuned to these answer formats, so its exact-match score is near zero.",
     ]
     if more_seeds:
-        parts += [
-            "",
-            "## Across seeds",
-            "",
+        parts += _section(
+            "Across seeds",
             "Full fine-tuning and SUN trained again with other seeds (each seed its own train/test"
             " split, data order and run), same steps, batch and learning rate; mean ± standard deviation"
             " over the seeds of exact match (%) on each seed's held-out split.",
-            "",
             seeds_table(results, more_seeds, args.seed),
-        ]
+        )
     if longer:
-        parts += [
-            "",
-            "## Longer training",
-            "",
+        parts += _section(
+            "Longer training",
             f"Full fine-tuning and SUN trained for {args.longer_steps} steps instead of {args.steps}"
             f" (seed {args.seed}, same split, batch and learning rate) on the tasks that stayed at"
             " their label prior.",
-            "",
             longer_table(results, longer, args.steps),
-        ]
+        )
     if qsun:
-        parts += [
-            "",
-            "## QSUN: a quantized shared decode module",
-            "",
+        parts += _section(
+            "QSUN: a quantized shared decode module",
             "The base quantized once per scheme (`python -m sun_sglang.quant`: weight-only, with"
             " llm-compressor, symmetric integers, calibrated on 128 training-split chats of the"
             " study tasks), decoding through its dequantized weights (numerically what SGLang's low-bit"
             " decode servers compute). QSUN trains the prefill module against that decoder (same steps,"
             ' batch, learning rate, seed as SUN); "no retraining" puts the SUN prefill module, trained'
             " against the float32 base, in front of it.",
-            "",
             qsun_table(qsun, results),
-        ]
+        )
     if decoders:
         parts += [
             "Decoder schemes compared without retraining (the SUN prefill module in front of each):",
@@ -118,6 +109,10 @@ def page(
     if step_report:
         parts += ["", "## One training step: SUN, LoRA-SUN and full fine-tuning", "", step_report]
     return "\n".join(parts) + "\n"
+
+
+def _section(title: str, intro: str, body: str) -> list[str]:
+    return ["", f"## {title}", "", intro, "", body]
 
 
 NOTES_MARK = "<!-- Below: written by people, kept when the study rewrites the page. -->"
