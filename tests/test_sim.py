@@ -113,6 +113,12 @@ def test_workers_on_one_core_share_it() -> None:
     assert [r.latency_s for r in together] == pytest.approx([2.0, 2.0])  # each at half speed
     lossy = ClusterShape(tasks=["a", "b"], mode="conventional", decode_cores=1, decode_core_overhead=1.5)
     assert [r.latency_s for r in Simulator(lossy, p, p).run(requests)[0]] == pytest.approx([3.0, 3.0])
+    # one request on one task: the other server idles; polling, it still takes its half of the core
+    (alone_on_core,) = Simulator(shared, p, p).run(requests[:1])[0]
+    assert alone_on_core.latency_s == pytest.approx(1.0)
+    spinning = ClusterShape(tasks=["a", "b"], mode="conventional", decode_cores=1, decode_idle_spin=True)
+    (spun,) = Simulator(spinning, p, p).run(requests[:1])[0]
+    assert spun.latency_s == pytest.approx(2.0)
 
 
 def test_fewest_finds_the_smallest_count_that_holds() -> None:

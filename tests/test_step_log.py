@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 import msgspec
 import pytest
@@ -29,6 +30,15 @@ def test_each_logged_step_gives_its_batch_and_duration() -> None:
         ]
     )
     assert decode_steps(log) == [(2, 0.125), (4, 0.2)]  # a zero throughput carries no step
+
+
+def test_only_steps_logged_after_the_load_started_count() -> None:
+    """The closed-loop profile runs on the same server first; its steps are in the same log."""
+    before, after = LINE.format(n=8, t="40.00"), LINE.format(n=3, t="30.00").replace(":57]", ":59]")
+    stamp = datetime(2026, 11, 29, 15, 24, 57).timestamp()
+    log = before + "\n" + after
+    assert decode_steps(log, since=stamp + 0.4) == [(3, 0.1)]  # the profile's second is skipped whole
+    assert decode_steps(log, since=stamp) == [(8, 0.2), (3, 0.1)]
 
 
 def test_the_profile_takes_each_batch_sizes_median_and_keeps_the_prefill_costs() -> None:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def run_mode(
         elif with_profile:  # conventional: what decode servers sharing a core cost each other
             tpot = asyncio.run(profile.measure_sharing(url, list(workload.tasks)))
             result["sharing"] = {"servers": len(workload.tasks), "tpot_batch1_s": tpot}
+        load_started = time.time()  # the profile's steps above are in the decode logs too
         records, wall = asyncio.run(loadgen.run(workload, url, progress=False))
         result["startup_s"] = cluster.startup_s
     result["workers"] = workers
@@ -104,7 +106,8 @@ def run_mode(
     result["decode_mixing"] = decode_mixing(log_dir / "gateway.log")
     logs = sorted(log_dir.glob("decode-*.log"))
     result["decode_most_running"] = {p.stem: most_running(p) for p in logs}
-    result["decode_steps"] = {p.stem: decode_steps(p.read_text(errors="replace")) for p in logs}
+    result["load_started"] = load_started
+    result["decode_steps"] = {p.stem: decode_steps(p.read_text(errors="replace"), load_started) for p in logs}
     return result
 
 

@@ -6,19 +6,31 @@ transfers): what TPOT pays under open-loop load, and what a closed-loop profile 
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections import defaultdict
+from datetime import datetime
 
 from sun_sglang.sim.costs import Profile
 
 STEP_LOG_ARGS = ["--decode-log-interval", "1"]
-_STEP = re.compile(r"Decode batch.*?#running-req: (\d+),.*?gen throughput \(token/s\): ([\d.]+)")
+_STEP = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[^\]]*\] Decode batch.*?#running-req: (\d+),"
+    r".*?gen throughput \(token/s\): ([\d.]+)",
+    re.MULTILINE,
+)
 
 
-def decode_steps(log_text: str) -> list[tuple[int, float]]:
-    """(batch size, seconds) of every logged decode step."""
-    return [(int(n), int(n) / float(t)) for n, t in _STEP.findall(log_text) if float(t) > 0]
+def decode_steps(log_text: str, since: float = 0.0) -> list[tuple[int, float]]:
+    """(batch size, seconds) of every decode step logged from the whole second after `since` (a
+    time.time(); the log's stamps are local time to the second) on."""
+    out = []
+    for stamp, n, t in _STEP.findall(log_text):
+        logged = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
+        if logged >= math.ceil(since) and float(t) > 0:
+            out.append((int(n), int(n) / float(t)))
+    return out
 
 
 def step_profile(

@@ -48,9 +48,9 @@ def seed_task(
     }
 
 
-def _spread(values: list[float]) -> str:
+def _spread(values: list[float], sign: str = "") -> str:
     sd = statistics.stdev(values) * 100 if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values) * 100:.1f} ± {sd:.1f}"
+    return f"{statistics.fmean(values) * 100:{sign}.1f} ± {sd:.1f}"
 
 
 def seeds_table(first: list[dict], more: list[dict], first_seed: int) -> str:
@@ -69,7 +69,7 @@ def seeds_table(first: list[dict], more: list[dict], first_seed: int) -> str:
         cells = " | ".join(_spread(acc[name]) for name in SEED_CONFIGS)
         per_seed = ", ".join(f"{row['seed']}: {g * 100:+.1f}" for row, g in zip(rows, gaps, strict=True))
         seeds = ", ".join(str(row["seed"]) for row in rows)
-        lines.append(f"| {r['task']} | {seeds} | {cells} | {_spread(gaps)} | {per_seed} |")
+        lines.append(f"| {r['task']} | {seeds} | {cells} | {_spread(gaps, '+')} | {per_seed} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,8 @@
 """A CPU core shared by several servers (the CPU cluster pins many to one core): processor
 sharing, so while n of them have work, each progresses at 1/n speed, or 1/(n * overhead) where
-servers lose more than their share to each other (measured: see bench.profile.measure_sharing)."""
+servers lose more than their share to each other (measured: see bench.profile.measure_sharing).
+A server whose scheduler polls while idle (SGLang's default, without --sleep-on-idle) holds its
+share even with no work: `tenants` is then the number of servers pinned to the core."""
 
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ class SharedCore:
     last: float = 0.0  # when `work` was last advanced
     version: int = 0  # finish events of earlier versions are stale
     overhead: float = 1.0  # slowdown beyond 1/n while two or more share the core
+    tenants: int = 1  # servers that take their share whether busy or not (1: only busy ones do)
 
     def _slowdown(self) -> float:
-        n = len(self.work)
+        n = max(len(self.work), self.tenants)
         return n * self.overhead if n > 1 else 1.0
 
     def start(self, key: object, seconds: float, then: Callable[[], None]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -52,6 +52,7 @@ class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prefill_cores: int | None = None  # None: each worker its own device; else workers share N cores
     decode_cores: int | None = None
     decode_core_overhead: float = 1.0  # decode servers sharing a core: slowdown beyond 1/n
+    decode_idle_spin: bool = False  # decode servers sharing a core take their share even when idle
 
     @property
     def decode_worker_count(self) -> int:
@@ -108,9 +109,13 @@ class Simulator:
         self.in_flight = 0
         self.backlog: deque[SimRequest] = deque()
         self.cores: dict[tuple[str, int], SharedCore] = {}
+        self.tenants: Counter[tuple[str, int]] = Counter()  # workers pinned to each core
 
         def core(kind: str, i: int, cores: int | None) -> tuple[str, int] | None:
-            return None if cores is None else (kind, i % cores)
+            if cores is None:
+                return None
+            self.tenants[(kind, i % cores)] += 1
+            return (kind, i % cores)
 
         n, m = itertools.count(), itertools.count()
 
@@ -172,8 +177,12 @@ class Simulator:
         if worker.core is None:
             self._at(self.now + seconds, self._done, worker, action, args)
             return
-        overhead = self.shape.decode_core_overhead if worker.core[0] == "d" else 1.0
-        core = self.cores.setdefault(worker.core, SharedCore(self._at, lambda: self.now, overhead=overhead))
+        decode = worker.core[0] == "d"
+        overhead = self.shape.decode_core_overhead if decode else 1.0
+        tenants = self.tenants[worker.core] if decode and self.shape.decode_idle_spin else 1
+        core = self.cores.setdefault(
+            worker.core, SharedCore(self._at, lambda: self.now, overhead=overhead, tenants=tenants)
+        )
         core.start(worker, seconds, functools.partial(self._done, worker, action, args))
 
     def _done(self, worker: _Worker, action: Callable, args: tuple) -> None:

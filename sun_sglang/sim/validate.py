@@ -55,6 +55,7 @@ def predict(
         prefill_cores=1,
         decode_cores=1,
         decode_core_overhead=overhead,
+        decode_idle_spin=True,  # SGLang's schedulers poll while idle (no --sleep-on-idle here)
     )
     closed = workload.concurrency if workload.arrival == "closed" else None
     sim = Simulator(shape, profile, profile, closed_concurrency=closed, client_cap=workload.concurrency)
