@@ -81,3 +81,17 @@ def test_validation_with_logged_steps_recovers_the_true_step_times() -> None:
     for mode in ("sun", "conventional"):
         assert abs(out["logged steps, this run"]["modes"][mode]["tpot_p50_s"]["error"]) < 0.03
         assert out["closed-loop profile"]["modes"][mode]["tpot_p50_s"]["error"] < -0.2
+
+
+def test_the_page_shows_every_calibration_beside_the_measurement() -> None:
+    from sun_sglang.sim.report import _validation_section
+
+    workload = WorkloadConfig(tasks=["a", "b"], rate=2.0, num_requests=20, concurrency=16)
+    true = Profile([1, 4], [0.10, 0.16], [40, 200], [0.05, 0.2])
+    result = _measured(workload, true, Profile([1, 4], [0.07, 0.11], [40, 200], [0.05, 0.2]))
+    lines = _validation_section(validate(result, result, "twin"))
+    head = next(line for line in lines if line.startswith("| mode | figure"))
+    assert head.count("predicted (error)") == 3 and "logged steps, run twin" in head
+    row = next(line for line in lines if line.startswith("| sun | req_s"))
+    assert row.count("%)") == 3
+    assert any(line.startswith("- closed-loop profile") and "1: 70 ms, 4: 110 ms" in line for line in lines)
