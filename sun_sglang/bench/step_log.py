@@ -25,10 +25,10 @@ _STEP = re.compile(
 def decode_steps(log_text: str, since: float = 0.0) -> list[tuple[int, float]]:
     """(batch size, seconds) of every decode step logged from the whole second after `since` (a
     time.time(); the log's stamps are local time to the second) on."""
-    out = []
+    out, first = [], math.ceil(since)
     for stamp, n, t in _STEP.findall(log_text):
         logged = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
-        if logged >= math.ceil(since) and float(t) > 0:
+        if logged >= first and float(t) > 0:
             out.append((int(n), int(n) / float(t)))
     return out
 

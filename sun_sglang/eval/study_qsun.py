@@ -15,7 +15,7 @@ from sun_sglang.eval import evaluate_offline
 from sun_sglang.eval.study_cache import cached, run_settings, train
 from sun_sglang.train.loop import TrainConfig
 
-METHOD_NAMES = {"gptq": "GPTQ", "awq": "AWQ", "awq-gptq": "AWQ scaling + GPTQ"}
+METHOD_NAMES = {"gptq": "GPTQ", "awq": "AWQ", "awq-gptq": "AWQ scaling + GPTQ"}  # quant.gptq.METHODS
 
 
 class Scheme(msgspec.Struct, frozen=True):
@@ -65,14 +65,31 @@ def _without_out(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k != "out"}
 
 
-def qsun_task(task: str, base: str, work: Path, args: argparse.Namespace, scheme: Scheme) -> dict:
+class _Setup(msgspec.Struct, frozen=True):
+    common: dict  # the task's TrainConfig fields
+    sun: dict  # the SUN prefill module's training record
+    decode: str  # the dequantized checkpoint
+    quant: dict  # its quant.json
+    test: list
+
+
+def _setup(task: str, base: str, work: Path, args: argparse.Namespace, scheme: Scheme) -> _Setup:
+    """What both QSUN measurements start from: the quantized decoder, the SUN prefill module, the
+    held-out split."""
     decode = quantized_base(base, work, scheme, args.tasks.split(","))
     common = run_settings(task, base, args)
-    qsun_dir = work / task / f"qsun-{scheme.name}"
     sun = train(TrainConfig(out=str(work / task / "sun"), mode="sun", **common))
-    qsun = train(TrainConfig(out=str(qsun_dir), mode="sun", decode=decode, **common))
+    quant = json.loads((Path(decode) / "quant.json").read_text())
     _, test = tasks.split(tasks.load(task), args.seed, args.n_test)
-    key = {"sun": sun, "qsun": qsun, "quant": json.loads((Path(decode) / "quant.json").read_text())["config"]}
+    return _Setup(common, sun, decode, quant, list(test))
+
+
+def qsun_task(task: str, base: str, work: Path, args: argparse.Namespace, scheme: Scheme) -> dict:
+    setup = _setup(task, base, work, args, scheme)
+    decode, test = setup.decode, setup.test
+    qsun_dir = work / task / f"qsun-{scheme.name}"
+    qsun = train(TrainConfig(out=str(qsun_dir), mode="sun", decode=decode, **setup.common))
+    key = {"sun": setup.sun, "qsun": qsun, "quant": setup.quant["config"]}
     configs = {"no retraining": str(work / task / "sun"), "QSUN": str(qsun_dir)}
     accuracy = {
         name: cached(
@@ -106,23 +123,19 @@ def qsun_table(rows: list[dict], results: list[dict]) -> str:
 def decoder_row(task: str, base: str, work: Path, args: argparse.Namespace, scheme: Scheme) -> dict:
     """One quantized decoder behind the SUN prefill module, without retraining: a cheap comparison
     of schemes (bits, method, group size) on one task."""
-    decode = quantized_base(base, work, scheme, args.tasks.split(","))
-    common = run_settings(task, base, args)
-    sun = train(TrainConfig(out=str(work / task / "sun"), mode="sun", **common))
-    record = json.loads((Path(decode) / "quant.json").read_text())
-    _, test = tasks.split(tasks.load(task), args.seed, args.n_test)
+    setup = _setup(task, base, work, args, scheme)
     accuracy = cached(
         work / task / f"accuracy-decoder-{scheme.name}.json",
-        {"sun": sun, "quant": _without_out(record["config"])},
+        {"sun": setup.sun, "quant": _without_out(setup.quant["config"])},
         "no retraining",
-        lambda: evaluate_offline(str(work / task / "sun"), decode, test),
+        lambda: evaluate_offline(str(work / task / "sun"), setup.decode, setup.test),
     )
     print(f"{task}: decoder {scheme.name} {accuracy}", flush=True)
     return {
         "task": task,
         "weights": scheme.label,
         "accuracy": accuracy,
-        "seconds": record["quantize_seconds"],
+        "seconds": setup.quant["quantize_seconds"],
     }
 
 
