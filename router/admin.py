@@ -114,7 +114,8 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
             compat.check_prefill_module(model, ref["model_path"], info["dtype"], ref["dtype"])
         except compat.IncompatibleCheckpoint as err:
             raise ApiError(409, str(err)) from err
-        worker = PrefillWorker(url=url, bootstrap_port=req.bootstrap_port)
+        cache_tokens = info.get("max_total_num_tokens")
+        worker = PrefillWorker(url=url, bootstrap_port=req.bootstrap_port, cache_tokens=cache_tokens)
         if req.task in gw.adapters:  # a new server of a multi-LoRA pool would lack its adapters
             raise ApiError(409, f"task {req.task!r} is a LoRA adapter on a prefill pool, not its own servers")
         if req.task in gw.prefill:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -51,6 +52,7 @@ async def _sse_response(request: web.Request, events: AsyncIterator[bytes]) -> w
         }
         resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
+        request[TRACE].status = resp.status  # what the access log says if the stream is cut
         await resp.write(first)
         try:
             async for event in events:
@@ -70,6 +72,18 @@ async def _with_done(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield b"data: [DONE]\n\n"
     finally:
         await events.aclose()
+
+
+SESSION_HEADERS = ("X-Session-Id", "X-SMG-Routing-Key")  # ours, and SGLang's gateway's
+MAX_SESSION_KEY = 256
+
+
+def session_key(request: web.Request, user: str | None = None) -> str | None:
+    """The client's conversation key for prefill affinity: a session header, else `user`."""
+    key = next((request.headers[h] for h in SESSION_HEADERS if request.headers.get(h)), None) or user
+    if key is not None and len(key) > MAX_SESSION_KEY:
+        raise ApiError(400, f"a session key (X-Session-Id or user) is at most {MAX_SESSION_KEY} characters")
+    return key
 
 
 def _include_usage(req: p.SamplingFields) -> bool:
@@ -109,6 +123,11 @@ def build_app(config: GatewayConfig) -> web.Application:
             resp = _json(p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error")), 413)
         except web.HTTPException:
             raise
+        except asyncio.CancelledError:  # the client went away, or the gateway stopped waiting
+            if counted and gw.access_log:
+                trace.error = trace.error or "cancelled: client disconnected or gateway stopping"
+                gw.access_log.write(trace, trace.status or 499)
+            raise
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             resp = _json(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
@@ -136,7 +155,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         """Chat and completions alike: n choices of one prompt, streamed or as one JSON body."""
         choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
         extra = logprob_fields(req, chat=chat)
-        job = Job(task, ids, request[TRACE], extra)
+        job = Job(task, ids, request[TRACE], extra, session_key(request, req.user))
         if req.stream:
             to_events = of.chat_events if chat else of.completion_events
             events = to_events(gw.stream_n(job, choices), task, _include_usage(req), req.n, bool(extra))
@@ -174,10 +193,11 @@ def build_app(config: GatewayConfig) -> web.Application:
                 "top_logprobs_num": req.top_logprobs_num,
                 "return_text_in_logprobs": req.return_text_in_logprobs,
             }
+        job = Job(task, req.input_ids, trace, extra, session_key(request))
         if req.stream:  # SGLang's own chunks, passed through
-            events = (of.sse(c) async for c in gw.stream(Job(task, req.input_ids, trace, extra), params))
+            events = (of.sse(c) async for c in gw.stream(job, params))
             return await _sse_response(request, _with_done(events))
-        return _json(await gw.run(Job(task, req.input_ids, trace, extra), params))
+        return _json(await gw.run(job, params))
 
     app = web.Application(middlewares=[api], client_max_size=config.max_body_bytes)
     app[GATEWAY] = gw

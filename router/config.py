@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 
+from router.policy import CacheAwareConfig
 from router.pools import DecodePolicy, PrefillPolicy
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -15,6 +16,7 @@ TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 class PrefillWorker(msgspec.Struct, frozen=True):
     url: str  # http://host:port of an SGLang server in --disaggregation-mode prefill
     bootstrap_port: int
+    cache_tokens: int | None = None  # its KV cache in tokens (SGLang's max_total_num_tokens), if known
 
     @property
     def bootstrap_host(self) -> str:
@@ -49,6 +51,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 8000
     timeouts: Timeouts = Timeouts()
     prefill_policy: PrefillPolicy = "cache_aware"
+    prefill_balance: CacheAwareConfig = CacheAwareConfig()  # when a prefix or session holder keeps one
     decode_policy: DecodePolicy = "least_load"
     max_body_bytes: int = 4 * 1024 * 1024
     max_prompt_tokens: int | None = None  # longer prompts get a 400 before any server sees them

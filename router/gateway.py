@@ -19,7 +19,7 @@ from router.config import GatewayConfig
 from router.errors import ApiError
 from router.metrics import GatewayMetrics
 from router.openai_format import merge
-from router.pd import Clients, LegTimeouts, UpstreamError, generate, generate_stream, pd_body
+from router.pd import Clients, LegTimeouts, Pair, UpstreamError, generate, generate_stream, pd_body
 from router.pools import DecodePool, Pool, PrefillPool
 from router.sampling import check_lengths
 from router.tokenizer import TaskTokenizer
@@ -38,6 +38,7 @@ class Job:
     input_ids: list[int]
     trace: Trace
     extra: dict[str, Any] | None = None
+    session: str | None = None  # the client's conversation key (prefill affinity), if it gave one
 
 
 class Gateway:
@@ -47,11 +48,13 @@ class Gateway:
         self.tokenizers = {name: TaskTokenizer(t.model_path) for name, t in config.tasks.items()}
         # Multi-LoRA prefill pools, each shared by its adapter tasks (one load count per server).
         self.shared_prefill = {
-            name: PrefillPool(workers, config.prefill_policy)
+            name: PrefillPool(workers, config.prefill_policy, balance=config.prefill_balance)
             for name, workers in config.prefill_pools.items()
         }
         self.prefill = {
-            name: self.shared_prefill[t.pool] if t.pool else PrefillPool(t.prefill, config.prefill_policy)
+            name: self.shared_prefill[t.pool]
+            if t.pool
+            else PrefillPool(t.prefill, config.prefill_policy, balance=config.prefill_balance)
             for name, t in config.tasks.items()
         }
         self.adapters = {name: t.adapter for name, t in config.tasks.items() if t.adapter}
@@ -130,9 +133,10 @@ class Gateway:
         return LegTimeouts(t.first_token_s, t.between_tokens_s, answer_s)
 
     @asynccontextmanager
-    async def pair(self, job: Job, params: dict[str, Any]) -> AsyncIterator[tuple]:
+    async def pair(self, job: Job, params: dict[str, Any]) -> AsyncIterator[Pair]:
         """Choose a prefill and a decode server for this request and account its load on them
-        while it runs; upstream failures become 502 ApiErrors."""
+        while it runs (the prefill server's until its leg ends); upstream failures become 502
+        ApiErrors. The body of the `async with` records the answer's meta in the trace."""
         task, input_ids, trace = job.task, job.input_ids, job.trace
         new_tokens = params.get("max_new_tokens", 128)
         check_lengths(
@@ -142,26 +146,34 @@ class Gateway:
             raise ApiError(429, "too many requests in flight; retry later", kind="rate_limit_error")
         prefill_pool, decode_pool = self.prefill[task], self.decode[task]
         try:
-            prefill = prefill_pool.choose(input_ids, self.adapters.get(task, ""))
+            choice = prefill_pool.choose(input_ids, self.adapters.get(task, ""), job.session)
         except LookupError as err:
             raise ApiError(503, f"no healthy prefill server for task '{task}'", kind="unavailable") from err
         try:
             decode = decode_pool.choose()
         except LookupError as err:
             raise ApiError(503, "no healthy decode server", kind="unavailable") from err
+        prefill = choice.slot
         trace.prefill, trace.decode = prefill.url, decode.url
-        weight = len(input_ids) + params.get("max_new_tokens", 128)
+        weight = len(input_ids) + new_tokens
         prefill_pool.place(prefill, len(input_ids))
         decode_pool.place(decode, weight)
         self.in_flight += 1
         self.running[task] += 1
         self.metrics.task_in_flight.labels(task).inc()
+        prefill_held = True
+
+        def prefill_done() -> None:  # the prefill leg ended: the server has no more work for it
+            nonlocal prefill_held
+            if prefill_held:
+                prefill_held = False
+                prefill_pool.release(prefill, len(input_ids))
 
         def progressed() -> None:  # passive health: both servers are doing their part
             prefill.last_ok = decode.last_ok = time.monotonic()
 
         try:
-            yield prefill.worker, decode.worker, progressed
+            yield Pair(prefill.worker, decode.worker, progressed, prefill_done)
         except UpstreamError as err:
             if err.unreachable:
                 self._mark_unreachable(err.unreachable)
@@ -169,8 +181,9 @@ class Gateway:
             raise ApiError(status, str(err), kind="upstream_error", retry=bool(err.unreachable)) from err
         else:
             progressed()
+            prefill_pool.observe(choice, trace.cached_tokens)
         finally:
-            prefill_pool.release(prefill, len(input_ids))
+            prefill_done()
             decode_pool.release(decode, weight)
             self.in_flight -= 1
             self.running[task] -= 1
@@ -190,17 +203,17 @@ class Gateway:
         start, timeouts = time.monotonic(), self.leg_timeouts(params)
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(job, params) as (prefill, decode, _):
+                async with self.pair(job, params) as pair:
                     rid = job.trace.sglang_rid()
-                    body = pd_body(prefill, rid, job.input_ids, params, job.extra)
+                    body = pd_body(pair.prefill, rid, job.input_ids, params, job.extra)
                     adapter = self.adapters.get(job.task)
-                    out = await generate(self.clients, prefill, decode, body, rid, timeouts, adapter)
+                    out = await generate(self.clients, pair, body, rid, timeouts, adapter)
+                    meta = out.get("meta_info", {})
+                    trace.record_meta(meta)
                 break
             except ApiError as err:
                 if not err.retry or attempt == self.config.retries:
                     raise
-        meta = out.get("meta_info", {})
-        trace.record_meta(meta)
         self.metrics.observe_done(job.task, meta, time.monotonic() - start)
         return out
 
@@ -225,14 +238,14 @@ class Gateway:
         timeouts, trace.stream = self.leg_timeouts(params), True
         for attempt in range(1 + self.config.retries):
             try:
-                async with self.pair(job, params) as (prefill, decode, progressed):
+                async with self.pair(job, params) as pair:
                     rid = job.trace.sglang_rid()
-                    body = pd_body(prefill, rid, job.input_ids, params, job.extra)
+                    body = pd_body(pair.prefill, rid, job.input_ids, params, job.extra)
                     adapter = self.adapters.get(job.task)
-                    chunks = generate_stream(self.clients, prefill, decode, body, rid, timeouts, adapter)
+                    chunks = generate_stream(self.clients, pair, body, rid, timeouts, adapter)
                     try:
                         async for chunk in chunks:
-                            progressed()
+                            pair.progressed()
                             if first_at is None:
                                 first_at = time.monotonic()
                                 trace.ttft_ms = round((first_at - start) * 1e3, 3)
@@ -240,11 +253,11 @@ class Gateway:
                             yield chunk
                     finally:
                         await chunks.aclose()
+                    trace.record_meta(meta)
                 break
             except ApiError as err:
                 # Retry only while the client has seen nothing.
                 if not err.retry or first_at is not None or attempt == self.config.retries:
                     raise
-        trace.record_meta(meta)
         ttft = None if first_at is None else first_at - start
         self.metrics.observe_done(job.task, meta, time.monotonic() - start, ttft)

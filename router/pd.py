@@ -38,6 +38,16 @@ class Clients:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """The two servers of one request, and the gateway's callbacks for it."""
+
+    prefill: PrefillWorker
+    decode: str  # the decode server's URL
+    progressed: Callable[[], None]  # a token or an answer came: both servers are alive
+    prefill_done: Callable[[], None]  # the prefill leg ended (its server's load is released)
+
+
+@dataclass(frozen=True)
 class LegTimeouts:
     first_token_s: float  # streamed: request sent -> first chunk
     between_tokens_s: float  # streamed: the longest wait for the next chunk
@@ -101,7 +111,7 @@ async def _post_read(legs: UpstreamPool, server: str, body: bytes) -> bytes:
 
 
 def _prefill_leg(
-    legs: UpstreamPool, server: str, body: bytes, first_token_s: float
+    legs: UpstreamPool, pair: Pair, body: bytes, first_token_s: float
 ) -> tuple[asyncio.Task, Callable[[], None]]:
     """The prefill leg, bounded by first_token_s until `lift()`: a frozen prefill server fails the
     request in that time, streamed or not. Once the decode side shows the KV arrived (a first
@@ -113,7 +123,7 @@ def _prefill_leg(
             async with asyncio.timeout(first_token_s) as limit:
                 deadline.append(limit)
                 try:
-                    return await _post_read(legs, server, body)
+                    return await _post_read(legs, pair.prefill.url, body)
                 finally:
                     deadline.clear()  # a finished Timeout cannot be rescheduled
         except TimeoutError as err:
@@ -123,7 +133,9 @@ def _prefill_leg(
         if deadline:
             deadline[0].reschedule(None)
 
-    return asyncio.create_task(run()), lift
+    leg = asyncio.create_task(run())
+    leg.add_done_callback(lambda _: pair.prefill_done())
+    return leg, lift
 
 
 async def abort(session: aiohttp.ClientSession, server_url: str, rid: str) -> None:
@@ -192,16 +204,15 @@ async def _unless_failed(awaitable: Awaitable[T], prefill_leg: asyncio.Task) -> 
 
 async def generate(
     clients: Clients,
-    prefill: PrefillWorker,
-    decode_url: str,
+    pair: Pair,
     body: bytes,
     rid: str,
     timeouts: LegTimeouts,
     adapter: str | None = None,
 ) -> dict[str, Any]:
     """One disaggregated request; the decode server's JSON answer."""
-    prefill_body = with_adapter(body, adapter)
-    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, prefill_body, timeouts.first_token_s)
+    prefill, decode_url = pair.prefill, pair.decode
+    prefill_leg, lift = _prefill_leg(clients.legs, pair, with_adapter(body, adapter), timeouts.first_token_s)
     decode_done = False
     try:
         async with asyncio.timeout(timeouts.answer_s):
@@ -218,8 +229,7 @@ async def generate(
 
 async def generate_stream(
     clients: Clients,
-    prefill: PrefillWorker,
-    decode_url: str,
+    pair: Pair,
     body: bytes,
     rid: str,
     timeouts: LegTimeouts,
@@ -227,8 +237,8 @@ async def generate_stream(
 ) -> AsyncIterator[dict[str, Any]]:
     """One disaggregated request, streamed: yields the decode server's chunks (cumulative text and
     output ids, meta_info). Closing the iterator early (client gone) aborts both legs."""
-    prefill_body = with_adapter(body, adapter)
-    prefill_leg, lift = _prefill_leg(clients.legs, prefill.url, prefill_body, timeouts.first_token_s)
+    prefill, decode_url = pair.prefill, pair.decode
+    prefill_leg, lift = _prefill_leg(clients.legs, pair, with_adapter(body, adapter), timeouts.first_token_s)
     finished = False
     resp: Response | None = None
     lines: AsyncIterator[bytes] | None = None

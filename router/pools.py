@@ -10,6 +10,7 @@ requests in flight keep their slot while workers are added or removed at run tim
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Generic, Literal, TypeVar
 from router import policy
 from router.prefix_index import PrefixIndex
 
+log = logging.getLogger("router")
 W = TypeVar("W")
 DecodePolicy = Literal["least_load", "power_of_two", "round_robin"]
 PrefillPolicy = Literal["cache_aware", "least_load", "round_robin"]
@@ -112,25 +114,70 @@ class DecodePool(Pool[W]):
         return self.slots[policy.least_load(loads, available)]
 
 
+@dataclass(frozen=True, eq=False)
+class PrefillChoice(Generic[W]):
+    """A prefill worker chosen for one prompt, with what the prefix index expected it to hold."""
+
+    slot: Slot[W]
+    keys: list[int]  # the prompt's prefix keys (recorded for this worker)
+    predicted: int  # leading prompt tokens the index expected this worker to have cached
+
+
 class PrefillPool(Pool[W]):
-    def __init__(self, workers: Sequence[W], how: PrefillPolicy = "cache_aware", seed: int | None = None):
+    def __init__(
+        self,
+        workers: Sequence[W],
+        how: PrefillPolicy = "cache_aware",
+        seed: int | None = None,
+        balance: policy.CacheAwareConfig = policy.DEFAULT_BALANCE,
+    ):
         super().__init__(workers, seed)
         self.how = how
+        self.balance = balance
         self.prefixes = PrefixIndex()
+        for worker in workers:
+            self._set_capacity(worker)
 
-    def choose(self, prompt: Sequence[int], namespace: str = "") -> Slot[W]:
-        """`namespace`: the LoRA adapter on a shared multi-LoRA pool (its own cached prefixes)."""
+    def _set_capacity(self, worker: W) -> None:
+        tokens = getattr(worker, "cache_tokens", None)
+        if tokens:
+            self.prefixes.set_capacity(worker_url(worker), tokens)
+
+    def add(self, worker: W) -> Slot[W]:
+        slot = super().add(worker)
+        self._set_capacity(worker)
+        return slot
+
+    def choose(
+        self, prompt: Sequence[int], namespace: str = "", session: str | None = None
+    ) -> PrefillChoice[W]:
+        """`namespace`: the LoRA adapter on a shared multi-LoRA pool (its own cached prefixes);
+        `session`: the client's conversation key, if it gave one (rendezvous-hashed to a worker)."""
         loads, available = self._snapshot()
+        urls = [s.url for s in self.slots]
         keys = self.prefixes.keys(prompt, namespace)
+        matched = self.prefixes.matched_tokens(keys, urls)
         if self.how == "round_robin":
             i = policy.round_robin(next(self.turn), len(loads), available)
         elif self.how == "least_load":
             i = policy.least_load(loads, available)
         else:
-            matched = self.prefixes.matched_tokens(keys, [s.url for s in self.slots])
-            i = policy.cache_aware(matched, len(prompt), loads, healthy=available)
-        self.prefixes.record(self.slots[i].url, keys)
-        return self.slots[i]
+            sticky = policy.rendezvous(session, urls, available) if session else None
+            continuing = [self.prefixes.continues(keys, url, n) for url, n in zip(urls, matched)]
+            i = policy.cache_aware(matched, loads, self.balance, available, sticky, continuing)
+        self.prefixes.record(urls[i], keys)
+        return PrefillChoice(self.slots[i], keys, matched[i])
+
+    def observe(self, choice: PrefillChoice[W], cached_tokens: int) -> None:
+        """The server's own count of the prompt tokens it found cached. Nothing cached where the
+        index expected two blocks or more (every chat prompt at least shares its template's
+        system prefix) means the server lost its cache: restarted between two health probes, or
+        flushed. It is forgotten, but for this prompt, which it holds now."""
+        block = self.prefixes.block
+        if choice.predicted >= 2 * block and cached_tokens < block and choice.slot in self.slots:
+            log.warning("prefill worker %s reported an empty cache: prefix record reset", choice.slot.url)
+            self.prefixes.forget(choice.slot.url)
+            self.prefixes.record(choice.slot.url, choice.keys)
 
     def set_health(self, slot: Slot[W], healthy: bool) -> bool:
         changed = super().set_health(slot, healthy)

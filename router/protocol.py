@@ -29,6 +29,7 @@ class SamplingFields(msgspec.Struct, kw_only=True):
     ignore_eos: bool = False  # SGLang's (and vLLM's) extension: generate exactly max_tokens
     logprobs: bool | int | None = None  # chat: true/false; completions: how many top tokens
     top_logprobs: int | None = None  # chat: how many top tokens per position (with logprobs=true)
+    user: str | None = None  # the end user: a session key for prefill affinity (no session header)
 
 
 class ChatRequest(SamplingFields, kw_only=True):

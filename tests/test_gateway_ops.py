@@ -162,6 +162,62 @@ def test_sigterm_drains_requests_in_flight_then_exits(tiny_base: Path, tmp_path:
     run(body())
 
 
+def test_every_answered_request_is_logged_through_a_repeated_sigterm(tiny_base: Path, tmp_path: Path) -> None:
+    """Answered requests sit in the access log's buffer (flushed every 60 s here); a SIGTERM, and
+    a second one while a request is still draining (a supervisor repeating itself), must not
+    lose them: every answered request has its line once the gateway has exited."""
+
+    async def body() -> None:
+        prefill = StubState("prefill")
+        decode = StubState("decode", peer=prefill)
+        log = tmp_path / "access.log"
+        async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
+            port = _free_port()
+            config = {
+                "tasks": {
+                    "math": {
+                        "model_path": str(tiny_base),
+                        "prefill": [{"url": str(p_srv.make_url("")).rstrip("/"), "bootstrap_port": 9}],
+                    }
+                },
+                "decode": [str(d_srv.make_url("")).rstrip("/")],
+                "port": port,
+                "health_interval_s": 0,
+                "access_log": str(log),
+                "access_log_flush_s": 60,
+            }
+            (tmp_path / "gw.json").write_text(json.dumps(config))
+            argv = [sys.executable, "-m", "router", "--config", str(tmp_path / "gw.json")]
+            gw = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            url = f"http://127.0.0.1:{port}"
+            prompt = {"model": "math", "prompt": "2+2", "max_tokens": 4}
+            try:
+                async with aiohttp.ClientSession() as client:
+                    await _wait_up(client, url, gw)
+                    for stream in (False, True) * 5:
+                        ask = {**prompt, "stream": stream}
+                        async with client.post(f"{url}/v1/completions", json=ask) as r:
+                            assert r.status == 200
+                            await r.read()
+                    decode.delay_s = 1.5
+                    slow = asyncio.create_task(client.post(f"{url}/v1/completions", json=prompt))
+                    while len(decode.requests) < 11:
+                        await asyncio.sleep(0.02)
+                    os.kill(gw.pid, signal.SIGTERM)
+                    await asyncio.sleep(0.3)
+                    os.kill(gw.pid, signal.SIGTERM)
+                    resp = await slow
+                    assert resp.status == 200
+                    assert await asyncio.to_thread(gw.wait, 15) == 0
+            finally:
+                if gw.poll() is None:
+                    gw.kill()
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert len(lines) == 11 and {line["status"] for line in lines} == {200}
+
+    run(body())
+
+
 def _free_port() -> int:
     import socket
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from router.policy import CacheAwareConfig, cache_aware, least_load, power_of_two, round_robin
+from router.policy import CacheAwareConfig, cache_aware, least_load, power_of_two, rendezvous, round_robin
 from router.prefix_index import PrefixIndex
 
 
@@ -33,15 +33,44 @@ def test_power_of_two_never_picks_the_most_loaded_of_three() -> None:
 
 
 def test_cache_aware_follows_the_prefix_when_balanced() -> None:
-    assert cache_aware(matched=[0, 96, 32], prompt_len=100, loads=[0, 3, 1]) == 1
+    assert cache_aware(matched=[0, 96, 32], loads=[0, 3, 1]) == 1
 
 
-def test_cache_aware_falls_back_to_least_load() -> None:
-    cfg = CacheAwareConfig(min_match_ratio=0.5, balance_abs=32, balance_rel=1.5)
-    # too little of the prompt cached anywhere
-    assert cache_aware([0, 16, 0], 100, [5, 3, 1], cfg) == 2
-    # imbalanced: the cache holder is overloaded
-    assert cache_aware([0, 96, 0], 100, [2, 200, 1], cfg) == 2
+def test_cache_aware_keeps_a_young_conversation_whose_cacheable_part_is_a_small_share() -> None:
+    """Turn 2 of a chat in PD: 36 of 120 prompt tokens are cacheable (the previous prompt; the
+    decode server wrote the answer), 24 of them the system prefix every worker holds. The old
+    rule (half the prompt cached, else least-loaded) sent it to the idle worker."""
+    assert cache_aware(matched=[32, 16], loads=[160, 40]) == 0
+
+
+def test_cache_aware_balances_when_nothing_but_the_shared_prefix_matches() -> None:
+    assert cache_aware(matched=[16, 16, 16], loads=[5, 3, 1]) == 2
+    assert cache_aware(matched=[0, 0], loads=[0, 0]) == 0
+
+
+def test_cache_aware_gives_way_only_when_the_holder_is_overloaded() -> None:
+    cfg = CacheAwareConfig(min_match_tokens=16, balance_abs=1000, balance_rel=1.5)
+    assert cache_aware([0, 96, 0], [0, 900, 0], cfg) == 1  # within balance_abs
+    assert cache_aware([0, 96, 0], [2, 1200, 1], cfg) == 2  # overloaded: the least loaded
+    assert cache_aware([0, 96, 0], [5000, 6000, 5000], cfg) == 1  # 1.2x: not overloaded
+    # one worker's imbalance does not move a conversation that lives on a balanced one
+    assert cache_aware([96, 0, 0], [100, 5000, 0], cfg) == 0
+
+
+def test_session_key_places_a_conversation_before_any_prefix_is_known() -> None:
+    workers = ["http://a:1", "http://b:1", "http://c:1"]
+    spread = Counter(rendezvous(f"user-{k}", workers) for k in range(300))
+    assert set(spread) == {0, 1, 2} and min(spread.values()) > 60
+    home = rendezvous("user-7", workers)
+    assert cache_aware([16, 16, 16], [0, 0, 0], sticky=home) == home  # nothing cached beyond the template
+    assert cache_aware([16, 96, 16], [0, 0, 0], sticky=0) == 1  # a longer prefix elsewhere wins
+    # a worker leaving moves only its own keys
+    others = [w for i, w in enumerate(workers) if i != home]
+    moved = [k for k in range(300) if rendezvous(f"user-{k}", workers) != home]
+    assert all(workers[rendezvous(f"user-{k}", workers)] in others for k in moved)
+    healthy = [i != home for i in range(3)]
+    assert rendezvous("user-7", workers, healthy) != home
+    assert all(rendezvous(f"user-{k}", workers, healthy) == rendezvous(f"user-{k}", workers) for k in moved)
 
 
 def test_prefix_index_matches_whole_blocks_of_a_shared_prefix() -> None:
@@ -56,7 +85,7 @@ def test_prefix_index_matches_whole_blocks_of_a_shared_prefix() -> None:
 
 
 def test_prefix_index_evicts_least_recent() -> None:
-    index = PrefixIndex(block=2, capacity=2)
+    index = PrefixIndex(block=2, capacity_tokens=4)
     index.record("a", index.keys([1, 2, 3, 4]))
     index.record("a", index.keys([7, 8]))
     assert index.matched_tokens(index.keys([1, 2, 3, 4]), ["a"]) == [0]  # its first block was evicted
@@ -68,12 +97,59 @@ def test_prefill_pool_keeps_a_conversation_on_its_worker() -> None:
 
     pool = PrefillPool(["a", "b", "c"])
     convo = list(range(40))
-    first = pool.choose(convo)
+    first = pool.choose(convo).slot
     pool.place(first, len(convo))
-    other = pool.choose(list(range(100, 140)))  # a different conversation goes elsewhere
+    other = pool.choose(list(range(100, 140))).slot  # a different conversation goes elsewhere
     assert other is not first
     pool.release(first, len(convo))
-    assert pool.choose(convo + list(range(500, 520))) is first  # next turn: same worker
+    assert pool.choose(convo + list(range(500, 520))).slot is first  # next turn: same worker
+
+
+def test_six_interleaved_chats_stay_on_their_replica() -> None:
+    """Two replicas, six conversations in flight, each turn's prompt = the previous prompt + an
+    answer + a new question (a 24-token system prefix shared by all). Every later turn goes to
+    the replica holding its previous prompt, and the conversations split between the replicas."""
+    from router.pools import PrefillPool
+
+    pool = PrefillPool(["p0", "p1"])
+    system = list(range(24))
+    prompts = {c: system + [1000 + 100 * c + k for k in range(12)] for c in range(6)}
+    homes: dict[int, object] = {}
+    for turn in range(4):
+        held = []
+        for c in range(6):  # interleaved: every conversation's turn is in flight together
+            choice = pool.choose(prompts[c])
+            pool.place(choice.slot, len(prompts[c]))
+            held.append((choice.slot, len(prompts[c])))
+            if turn:
+                assert choice.slot is homes[c] and choice.predicted >= len(prompts[c]) - 60 - 16
+            homes[c] = choice.slot
+        for slot, tokens in held:
+            pool.release(slot, tokens)
+        for c in range(6):  # a 48-token answer (never cached at prefill) and the next question
+            prompts[c] = prompts[c] + [5000 + k for k in range(48)] + [9000 + c, 9100 + turn]
+    split = Counter(homes[c].url for c in range(6))
+    assert split["p0"] >= 2 and split["p1"] >= 2, split  # a shared system prompt draws no pile-up
+
+
+def test_prefix_index_respects_each_workers_cache_size_and_a_restart() -> None:
+    from router.config import PrefillWorker
+    from router.pools import PrefillPool
+
+    small = PrefillWorker(url="http://s:1", bootstrap_port=1, cache_tokens=64)
+    pool = PrefillPool([small])
+    for c in range(10):
+        pool.choose([c] * 32)
+    assert pool.prefixes.size() == 64 // 16  # four blocks: what a 64-token cache can hold
+    convo = list(range(200, 264))
+    pool.choose(convo)
+    again = pool.choose(convo)
+    assert again.predicted == 64
+    pool.observe(again, cached_tokens=0)  # the server held nothing: it restarted or was flushed
+    assert pool.prefixes.matched_tokens(pool.prefixes.keys(convo), [small.url]) == [64]
+    assert pool.prefixes.size() == 4  # only the prompt it just ran
+    pool.observe(pool.choose(convo), cached_tokens=48)  # a partial hit is no restart
+    assert pool.prefixes.size() == 4
 
 
 def test_decode_pool_least_load_spreads_token_weight() -> None:

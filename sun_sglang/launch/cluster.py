@@ -181,7 +181,11 @@ class Cluster:
         return proc
 
     def stop(self) -> None:
-        stop_all(list(reversed(self.procs)))
+        """The gateway first: it stops taking requests and lets those in flight finish (which
+        needs the servers), writing every answered request's access-log line; then the servers."""
+        gateway = [p for p in self.procs if p.name == "gateway"]
+        stop_all(gateway, grace_s=self.plan.gateway.shutdown_timeout_s + 5)
+        stop_all([p for p in reversed(self.procs) if p.name != "gateway"])
 
     def describe(self) -> dict:
         return {

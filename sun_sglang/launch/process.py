@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,35 +64,41 @@ class ManagedProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM the process group, then SIGKILL what is left after grace_s."""
-        if self.popen is None:
-            return
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+    def signal(self, sig: int) -> None:
+        if self.popen is not None and self.popen.poll() is None:
             try:
                 os.killpg(self.popen.pid, sig)
             except ProcessLookupError:
-                break
+                pass
+
+    def stop(self, grace_s: float = 15.0, signalled: bool = False) -> None:
+        """SIGTERM the process group (once: a second SIGTERM may cut a graceful drain short),
+        then SIGKILL what is left of the group after grace_s."""
+        if self.popen is None:
+            return
+        if not signalled:
+            self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        if _group_alive(self.popen.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
             try:
-                self.popen.wait(timeout=wait_s)
+                self.popen.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
-                continue
-            if not _group_alive(self.popen.pid):
-                break
+                pass
         self.popen.poll()
 
 
 def stop_all(procs: list[ManagedProcess], grace_s: float = 15.0) -> None:
     """SIGTERM every process group at once, then stop each (SIGKILL after the shared grace)."""
     for proc in procs:
-        if proc.popen is not None and proc.popen.poll() is None:
-            try:
-                os.killpg(proc.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        proc.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for proc in procs:
-        proc.stop(grace_s=max(0.5, deadline - time.monotonic()))
+        proc.stop(grace_s=max(0.5, deadline - time.monotonic()), signalled=True)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -165,7 +165,7 @@ class Simulator:
             return
         self.in_flight += 1
         prefill_pool, decode_pool = self.prefill[req.task], self.decode[req.task]
-        job = _Job(req, decode_pool.choose(), prefill_pool.choose([req.index]), self.now)
+        job = _Job(req, decode_pool.choose(), prefill_pool.choose([req.index]).slot, self.now)
         prefill_pool.place(job.prefill, req.prompt_tokens)
         decode_pool.place(job.decode, req.prompt_tokens + req.output_tokens)
         job.prefill.worker.queue.append(job)
