@@ -10,7 +10,14 @@ import pytest
 
 from sun_sglang.bench import loadgen, summary
 from sun_sglang.bench.__main__ import parse, workload
-from sun_sglang.bench.workload import Lengths, WorkloadConfig, arrival_gaps, plan, task_weights
+from sun_sglang.bench.workload import (
+    Lengths,
+    WorkloadConfig,
+    arrival_gaps,
+    plan,
+    plan_conversations,
+    task_weights,
+)
 from tests.test_gateway import gateway, run
 
 
@@ -74,6 +81,48 @@ def test_a_closed_loop_run_through_the_gateway(tiny_base: Path) -> None:
         assert s["output_tok_s_per_worker"] == pytest.approx(s["output_tok_s"] / 2)
         assert s["ttft_s"]["p50"] <= s["latency_s"]["p50"]
         assert all(r.error and "404" in r.error for r in failed)
+
+    run(body())
+
+
+def test_multi_turn_plans_conversations_with_seeded_turns_and_think_times() -> None:
+    cfg = WorkloadConfig(tasks=["a", "b"], num_requests=50, turns=Lengths(2, 4), think_time_s=0.5)
+    convs = plan_conversations(cfg)
+    assert convs == plan_conversations(cfg) and len(convs) == 50
+    assert {len(c.turns) for c in convs} == {2, 3, 4}
+    turns = [t for c in convs for t in c.turns]
+    assert [t.index for t in turns] == list(range(len(turns)))  # request indices count turns
+    assert all(t.turn == k and t.conversation == c.index for c in convs for k, t in enumerate(c.turns))
+    thinks = [t.think_s for t in turns if t.turn]
+    assert all(t.think_s == 0 for t in turns if not t.turn) and abs(statistics.mean(thinks) - 0.5) < 0.15
+    with pytest.raises(ValueError, match="turns"):
+        WorkloadConfig(tasks=["a"], turns=Lengths(3, 2))
+    args = parse(["run", "--url", "http://x", "--tasks", "a", "--turns", "3", "--think-time-s", "1"])
+    assert workload(args).turns == Lengths(3, 3) and workload(args).multi_turn
+
+
+def test_a_multi_turn_run_sends_each_conversation_its_history(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, prefill, decode):
+            cfg = WorkloadConfig(
+                tasks=["math"], arrival="closed", concurrency=3, num_requests=3, turns=Lengths(3, 3)
+            )
+            cfg = WorkloadConfig(**{**_fields(cfg), "output_tokens": Lengths(4, 4)})
+            records, _ = await loadgen.run(cfg, url, progress=False)
+        assert len(records) == 9 and all(r.ok for r in records)
+        by_turn = {(r.conversation, r.turn): r for r in records}
+        assert set(by_turn) == {(c, t) for c in range(3) for t in range(3)}
+        for c in range(3):  # each turn's prompt holds the previous one, answer included
+            prompts = [by_turn[(c, t)].prompt_tokens for t in range(3)]
+            assert prompts[0] < prompts[1] < prompts[2]
+        sent = [body["input_ids"] for body in decode.requests]
+        extends = [ids for ids in sent if any(len(o) < len(ids) and ids[: len(o)] == o for o in sent)]
+        assert len(extends) == 6  # turns 1 and 2 of each conversation: its previous prompt + more
+        turns = summary.per_turn(records)
+        assert sorted(turns) == [0, 1, 2] and all(t["requests"] == 3 for t in turns.values())
+        assert turns[0]["cached_share_of_previous_prompt"]["mean"] is None
+        assert turns[1]["prefill_tokens_computed"] == sum(by_turn[(c, 1)].prompt_tokens for c in range(3))
+        assert "cached / previous prompt" in summary.turn_table(turns)
 
     run(body())
 

@@ -64,6 +64,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--conventional-decode", type=int, default=1, help="decode servers per task")
     c.add_argument("--prefill-cpus", default="0", help="taskset list: prefill servers, gateway, load")
     c.add_argument("--decode-cpus", default="1", help="taskset list: every decode server")
+    c.add_argument("--prefill-policy", choices=["cache_aware", "least_load", "round_robin"])
     c.add_argument("--out-dir", required=True, help="logs and result.json go here")
     k = sub.add_parser("soak", help="streaming clients with hang-ups for a bounded time; resources sampled")
     k.add_argument("--cluster", required=True, help="a cluster file; the cluster is started and stopped")
@@ -102,6 +103,8 @@ def _workload_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--output-tokens", type=_lengths, help="N or LOW:HIGH")
     r.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false", default=None)
     r.add_argument("--seed", type=int)
+    r.add_argument("--turns", type=_lengths, help="N or LOW:HIGH turns per conversation (multi-turn)")
+    r.add_argument("--think-time-s", type=float, help="mean pause between an answer and the next turn")
     r.add_argument("--slo-ttft-s", type=float)
     r.add_argument("--slo-tpot-s", type=float)
 
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         "workers": workers,
         "summary": overall,
         "per_task": summary.per_task(records, wall, **slo),
+        "per_turn": summary.per_turn(records) if cfg.multi_turn else None,
         "records": [dataclasses.asdict(r) for r in records],
     }
     if args.out:
@@ -166,14 +170,17 @@ def main(argv: list[str] | None = None) -> None:
             json.dump(result, f, indent=1)
     print(json.dumps({k: overall[k] for k in ("requests", "errors", "req_s", "output_tok_s")}))
     print(json.dumps({k: overall[k] for k in ("ttft_s", "tpot_s", "latency_s", "goodput_req_s")}))
+    if cfg.multi_turn:
+        print(summary.turn_table(result["per_turn"]))
 
 
 def run_compare(args: argparse.Namespace) -> None:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pins = CpuPins(prefill=args.prefill_cpus, decode=args.decode_cpus, gateway=args.prefill_cpus)
+    cfg = workload(args)
     result = compare.compare(
-        args.cluster, workload(args), out_dir, args.sun_decode, args.conventional_decode, pins
+        args.cluster, cfg, out_dir, args.sun_decode, args.conventional_decode, pins, args.prefill_policy
     )
     result["machine"] = _machine()
     result["versions"] = _versions()
@@ -182,6 +189,8 @@ def run_compare(args: argparse.Namespace) -> None:
         s = result[mode]["summary"]
         print(mode, json.dumps({k: s[k] for k in ("requests", "errors", "req_s", "output_tok_s")}))
         print(mode, json.dumps({"tpot_s": s["tpot_s"], "decode_mixing": result[mode]["decode_mixing"]}))
+        if cfg.multi_turn:
+            print(summary.turn_table(result[mode]["per_turn"]))
     print("sun/conventional", json.dumps(result["ratios_sun_over_conventional"]))
 
 

@@ -77,9 +77,16 @@ def run_mode(
     workload: WorkloadConfig,
     log_dir: Path,
     with_profile: bool,
+    prefill_policy: str | None = None,
 ) -> dict:
+    router = (
+        base.router
+        if prefill_policy is None
+        else msgspec.structs.replace(base.router, prefill_policy=prefill_policy)
+    )
     cfg = msgspec.structs.replace(
         base,
+        router=router,
         mode=mode,
         decode=DecodeConfig(decode_replicas),
         cpus=pins,
@@ -102,6 +109,9 @@ def run_mode(
     decode = summary.decode_workers(workers)
     result["summary"] = summary.summarize(records, wall, decode, sum(workers.values()))
     result["per_task"] = summary.per_task(records, wall)
+    result["prefill_policy"] = cfg.router.prefill_policy
+    if workload.multi_turn:
+        result["per_turn"] = summary.per_turn(records)
     result["records"] = [msgspec.to_builtins(r.__dict__) for r in records]
     result["decode_mixing"] = decode_mixing(log_dir / "gateway.log")
     logs = sorted(log_dir.glob("decode-*.log"))
@@ -135,13 +145,14 @@ def compare(
     sun_decode: int = 1,
     conventional_decode: int = 1,
     pins: CpuPins = PINS,
+    prefill_policy: str | None = None,
 ) -> dict:
     base = cluster_config.load(cluster_file)
     if pins.gateway:  # the load generator shares the gateway's cores
         os.sched_setaffinity(0, _cpu_set(pins.gateway))
-    sun = run_mode(base, "sun", sun_decode, pins, workload, out_dir / "sun", with_profile=True)
+    sun = run_mode(base, "sun", sun_decode, pins, workload, out_dir / "sun", True, prefill_policy)
     conv_dir = out_dir / "conventional"
-    conv = run_mode(base, "conventional", conventional_decode, pins, workload, conv_dir, with_profile=True)
+    conv = run_mode(base, "conventional", conventional_decode, pins, workload, conv_dir, True, prefill_policy)
     return {
         "cluster": cluster_file,
         "workload": msgspec.to_builtins(workload),

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import aiohttp
 from tqdm import tqdm
 
-from sun_sglang.bench.workload import PlannedRequest, WorkloadConfig, plan
+from sun_sglang.bench.workload import (
+    PlannedConversation,
+    PlannedRequest,
+    WorkloadConfig,
+    plan,
+    plan_conversations,
+)
 
 
 @dataclass
@@ -27,6 +33,8 @@ class Record:
     cached_tokens: int = 0
     itl_s: list[float] = field(default_factory=list)  # gaps between content chunks
     error: str | None = None
+    conversation: int | None = None  # multi-turn workloads: which conversation, which turn
+    turn: int = 0
 
     @property
     def ok(self) -> bool:
@@ -46,11 +54,19 @@ def get_text(url: str) -> str:
 
 
 async def send(
-    session: aiohttp.ClientSession, url: str, req: PlannedRequest, ignore_eos: bool, started: float
+    session: aiohttp.ClientSession,
+    url: str,
+    req: PlannedRequest,
+    ignore_eos: bool,
+    started: float,
+    history: list[dict[str, str]] | None = None,
 ) -> Record:
+    """One streamed chat request. With `history` (a conversation), the request carries the
+    history and this turn's message, and both this message and the answer are appended to it."""
+    messages = (history or []) + req.messages
     body = {
         "model": req.task,
-        "messages": req.messages,
+        "messages": messages,
         "max_tokens": req.max_tokens,
         "temperature": 0,
         "stream": True,
@@ -58,8 +74,8 @@ async def send(
         "ignore_eos": ignore_eos,
     }
     t0 = time.perf_counter()
-    rec = Record(req.index, req.task, t0 - started)
-    last = t0
+    rec = Record(req.index, req.task, t0 - started, conversation=req.conversation, turn=req.turn)
+    last, answer = t0, []
     try:
         async with session.post(f"{url}/v1/chat/completions", json=body) as resp:
             if resp.status != 200:
@@ -76,7 +92,9 @@ async def send(
                     rec.error = f"stream error: {chunk['error'].get('message')}"
                     return rec
                 now = time.perf_counter()
-                if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                pieces = [c.get("delta", {}).get("content") for c in chunk.get("choices", [])]
+                answer += [p for p in pieces if p]
+                if any(pieces):
                     if rec.ttft_s is None:
                         rec.ttft_s = now - t0
                     else:
@@ -91,6 +109,8 @@ async def send(
         rec.latency_s = time.perf_counter() - t0
     except (TimeoutError, aiohttp.ClientError, ValueError) as err:
         rec.error = f"{type(err).__name__}: {err}"
+    if history is not None:
+        history += [*req.messages, {"role": "assistant", "content": "".join(answer)}]
     return rec
 
 
@@ -98,21 +118,32 @@ async def run(
     cfg: WorkloadConfig, url: str, api_key: str = "none", progress: bool = True, timeout_s: float = 600
 ) -> tuple[list[Record], float]:
     """All planned requests (or those issued before `duration_s`); (records, wall seconds)."""
-    planned = plan(cfg)
+    planned: list = plan_conversations(cfg) if cfg.multi_turn else plan(cfg)
     limit = asyncio.Semaphore(cfg.concurrency)
     headers = {"Authorization": f"Bearer {api_key}"}
     connector = aiohttp.TCPConnector(limit=cfg.concurrency)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    bar = tqdm(total=len(planned), disable=not progress, desc="requests")
+    total = sum(len(c.turns) for c in planned) if cfg.multi_turn else len(planned)
+    bar = tqdm(total=total, disable=not progress, desc="requests")
     records: list[Record] = []
     async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
         started = time.perf_counter()
         deadline = started + cfg.duration_s if cfg.duration_s else None
 
-        async def issue(req: PlannedRequest) -> None:
-            async with limit:
-                records.append(await send(session, url.rstrip("/"), req, cfg.ignore_eos, started))
-                bar.update(1)
+        async def issue(item: PlannedRequest | PlannedConversation) -> None:
+            async with limit:  # one request, or one conversation's turns in order
+                if isinstance(item, PlannedRequest):
+                    records.append(await send(session, url.rstrip("/"), item, cfg.ignore_eos, started))
+                    bar.update(1)
+                    return
+                history: list[dict[str, str]] = []
+                for turn in item.turns:
+                    await asyncio.sleep(turn.think_s)
+                    rec = await send(session, url.rstrip("/"), turn, cfg.ignore_eos, started, history)
+                    records.append(rec)
+                    bar.update(1)
+                    if not rec.ok:
+                        break  # the conversation cannot go on without its answer
 
         if cfg.arrival == "closed":
             queue = iter(planned)

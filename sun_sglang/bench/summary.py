@@ -72,3 +72,44 @@ def decode_workers(workers: dict[str, int]) -> int:
 def workers_from_metrics(text: str) -> dict[str, int]:
     """Healthy workers per pool, from the gateway's /metrics: {"decode": 1, "prefill:math": 1}."""
     return {pool: int(float(n)) for pool, n in _POOL.findall(text)}
+
+
+def per_turn(records: Sequence[Record]) -> dict[int, dict]:
+    """Multi-turn runs, per turn (0-based): TTFT percentiles, prompt tokens, the prefill tokens
+    computed (prompt - cached) and the share of the conversation's previous prompt the prefill
+    server found cached (in PD its radix cache holds prompts, never the answers)."""
+    prompts = {(r.conversation, r.turn): r.prompt_tokens for r in records if r.ok}
+    out: dict[int, dict] = {}
+    for turn in sorted({r.turn for r in records if r.conversation is not None}):
+        ok = [r for r in records if r.ok and r.conversation is not None and r.turn == turn]
+        shares = [r.cached_tokens / prev for r in ok if (prev := prompts.get((r.conversation, turn - 1)))]
+        computed = [r.prompt_tokens - r.cached_tokens for r in ok]
+        out[turn] = {
+            "requests": len(ok),
+            "ttft_s": percentiles([r.ttft_s for r in ok if r.ttft_s is not None]),
+            "prompt_tokens_mean": statistics.fmean(r.prompt_tokens for r in ok) if ok else None,
+            "prefill_tokens_computed": sum(computed),
+            "prefill_tokens_computed_mean": statistics.fmean(computed) if ok else None,
+            "cached_share_of_previous_prompt": {
+                "mean": statistics.fmean(shares) if shares else None,
+                "min": min(shares) if shares else None,
+            },
+        }
+    return out
+
+
+def turn_table(turns: dict[int, dict]) -> str:
+    rows = ["turn  requests  TTFT p50 / p90 s  prompt tok  computed tok  cached / previous prompt (min)"]
+    for turn, t in turns.items():
+        share = t["cached_share_of_previous_prompt"]
+        ttft = t["ttft_s"]
+        rows.append(
+            f"{turn:>4}  {t['requests']:>8}  {_f(ttft['p50'])} / {_f(ttft['p90'])}  "
+            f"{_f(t['prompt_tokens_mean'], 1):>10}  {_f(t['prefill_tokens_computed_mean'], 1):>12}  "
+            f"{_f(share['mean'])} ({_f(share['min'])})"
+        )
+    return "\n".join(rows)
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,6 +1,11 @@
 """A multi-task workload, as data: which task each request goes to (uniform or Zipf popularity),
 when it arrives (Poisson, bursty gamma, or a closed loop at fixed concurrency), its prompt and
-its output length. Pure and seeded: the same config gives the same schedule."""
+its output length. Pure and seeded: the same config gives the same schedule.
+
+Multi-turn (`turns` above 1): each planned item is a conversation of a seeded number of turns;
+the arrival process starts conversations, `concurrency` bounds the conversations in flight, and
+each turn after the first is sent a think time after the previous answer, with the whole
+history (the answers as the server gave them) and a new user message."""
 
 from __future__ import annotations
 
@@ -40,12 +45,20 @@ class WorkloadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output_tokens: Lengths = Lengths(32, 32)
     ignore_eos: bool = True  # exactly output_tokens per request (SGLang's ignore_eos)
     seed: int = 0
+    turns: Lengths = Lengths(1, 1)  # turns per conversation; above 1, num_requests counts conversations
+    think_time_s: float = 0.0  # mean pause (exponential) between an answer and the next turn
+
+    @property
+    def multi_turn(self) -> bool:
+        return self.turns.high > 1
 
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ValueError("the workload needs at least one task")
         if self.rate <= 0 or self.concurrency < 1 or self.num_requests < 1:
             raise ValueError("rate, concurrency and num_requests must be positive")
+        if self.turns.low < 1 or self.turns.high < self.turns.low or self.think_time_s < 0:
+            raise ValueError("turns must be LOW:HIGH with 1 <= LOW <= HIGH; think_time_s >= 0")
         missing = [t for t in self.tasks if self.prompt_source == "tasks" and t not in self.task_data]
         if missing:
             raise ValueError(f"prompt_source=tasks needs task_data for {missing}")
@@ -56,8 +69,19 @@ class PlannedRequest:
     index: int
     task: str
     at_s: float  # send time after the start (0 for a closed loop: sent when a slot frees)
-    messages: list[dict[str, str]]
+    messages: list[dict[str, str]]  # multi-turn: this turn's new user message only
     max_tokens: int
+    conversation: int | None = None  # multi-turn: the conversation and the turn (0-based)
+    turn: int = 0
+    think_s: float = 0.0  # multi-turn: pause after the previous answer before sending
+
+
+@dataclass(frozen=True)
+class PlannedConversation:
+    index: int
+    task: str
+    at_s: float
+    turns: list[PlannedRequest]
 
 
 def task_weights(n: int, popularity: str, alpha: float) -> list[float]:
@@ -98,4 +122,26 @@ def plan(cfg: WorkloadConfig) -> list[PlannedRequest]:
             messages = [{"role": "user", "content": _synthetic_prompt(rng, cfg.prompt_words.draw(rng))}]
         at += gaps[i]
         out.append(PlannedRequest(i, task, at, messages, cfg.output_tokens.draw(rng)))
+    return out
+
+
+def plan_conversations(cfg: WorkloadConfig) -> list[PlannedConversation]:
+    """`num_requests` conversations; request indices count turns across all of them."""
+    starts = plan(msgspec.structs.replace(cfg, turns=Lengths(1, 1)))  # tasks, arrivals, first turns
+    rng = random.Random(cfg.seed + 1)
+    out, index = [], 0
+    for first in starts:
+        turns = []
+        for t in range(cfg.turns.draw(rng)):
+            if t == 0:
+                messages = first.messages
+            else:
+                messages = [{"role": "user", "content": _synthetic_prompt(rng, cfg.prompt_words.draw(rng))}]
+            think = rng.expovariate(1.0 / cfg.think_time_s) if t and cfg.think_time_s > 0 else 0.0
+            max_tokens = first.max_tokens if t == 0 else cfg.output_tokens.draw(rng)
+            turns.append(
+                PlannedRequest(index, first.task, first.at_s, messages, max_tokens, first.index, t, think)
+            )
+            index += 1
+        out.append(PlannedConversation(first.index, first.task, first.at_s, turns))
     return out

@@ -84,6 +84,10 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         servers.append(spec)
         return spec
 
+    def prefill_worker(spec: ServerSpec) -> PrefillWorker:  # its KV size bounds its prefix index
+        assert spec.bootstrap_port is not None
+        return PrefillWorker(spec.url, spec.bootstrap_port, cache_tokens=config.max_total_tokens)
+
     n_decode = config.decode.replicas
     conventional = config.mode == "conventional"
     shared = [] if conventional else [server("decode", f"decode-{i}", base).url for i in range(n_decode)]
@@ -108,7 +112,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
             server("prefill", f"prefill-pool-{pool_name}-{r}", base, pool_name, lora)
             for r in range(pool.replicas)
         ]
-        pool_workers[pool_name] = [PrefillWorker(url=s.url, bootstrap_port=s.bootstrap_port) for s in specs]
+        pool_workers[pool_name] = [prefill_worker(s) for s in specs]
     for task, task_config in config.tasks.items():
         if task_config.model_path is None:
             continue  # an adapter, above
@@ -125,7 +129,7 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         )
         routes[task] = TaskRoute(
             model_path=ckpt,
-            prefill=[PrefillWorker(url=s.url, bootstrap_port=s.bootstrap_port) for s in prefill],
+            prefill=[prefill_worker(s) for s in prefill],
             decode=own,
         )
     gateway = GatewayConfig(
@@ -139,6 +143,8 @@ def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
         timeouts=config.router.timeouts,
         health_interval_s=config.router.health_interval_s,
         health_timeout_s=config.router.health_timeout_s,
+        prefill_policy=config.router.prefill_policy,
+        prefill_balance=config.router.prefill_balance,
     )
     return ClusterPlan(servers=servers, gateway=gateway, gateway_cpus=config.cpus.gateway)
 

@@ -8,6 +8,8 @@ from typing import Literal
 import msgspec
 
 from router.config import TASK_NAME, Timeouts
+from router.policy import CacheAwareConfig
+from router.pools import PrefillPolicy
 from sun_sglang.adapters import ALL_LINEAR
 from sun_sglang.launch.roles import Backend
 
@@ -45,6 +47,8 @@ class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeouts: Timeouts = Timeouts()  # connect, first token, between tokens, whole request
     health_interval_s: float = 5.0  # worker health probes (0: off)
     health_timeout_s: float = 5.0
+    prefill_policy: PrefillPolicy = "cache_aware"  # or least_load, round_robin
+    prefill_balance: CacheAwareConfig = CacheAwareConfig()  # when a prefix or session holder keeps one
 
 
 class CpuPins(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
