@@ -62,8 +62,12 @@ def start_cluster(
     mode: str = "sun",
     router_extra: str = "",
     extra_yaml: str = "",
+    replicas: dict[str, int] | None = None,
 ) -> Cluster:
-    first = free_port_block(2 + len(TASKS) * (1 + decode_replicas), 500)
+    """`replicas`: prefill servers per task (1 each by default); naming tasks there keeps only them."""
+    tasks = {t: m for t, m in TASKS.items() if replicas is None or t in replicas}
+    count = {t: (replicas or {}).get(t, 1) for t in tasks}
+    first = free_port_block(2 + sum(count.values()) + len(tasks) * decode_replicas, 500)
     router_port = free_port_block(1, 1) + 10
     yaml = tmp / "cluster.yaml"
     yaml.write_text(
@@ -72,7 +76,7 @@ def start_cluster(
         f"mode: {mode}\n"
         f"decode: {{replicas: {decode_replicas}}}\n"
         "tasks:\n"
-        + "".join(f"  {t}: {{model_path: {prepare(m)}}}\n" for t, m in TASKS.items())
+        + "".join(f"  {t}: {{model_path: {prepare(m)}, replicas: {count[t]}}}\n" for t, m in tasks.items())
         + f"router: {{host: 127.0.0.1, port: {router_port}{router_extra}}}\n"
         f"first_port: {first}\n" + extra_yaml
     )

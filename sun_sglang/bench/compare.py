@@ -17,7 +17,7 @@ import json
 import os
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import msgspec
@@ -62,6 +62,12 @@ def decode_mixing(access_log: Path) -> dict[str, dict]:
             most, last = max(most, sum(1 for n in live.values() if n > 0)), t
         out[server] = {"mixed_time_share": mixed / busy if busy else 0.0, "most_tasks_at_once": most}
     return out
+
+
+def prefill_requests(access_log: Path) -> dict[str, int]:
+    """Answered requests per prefill server, from the gateway's access log."""
+    lines = [json.loads(line) for line in access_log.read_text().splitlines() if line.startswith("{")]
+    return dict(Counter(r["prefill"] for r in lines if r.get("status") == 200 and r.get("prefill")))
 
 
 def most_running(log: Path) -> int:
@@ -114,6 +120,7 @@ def run_mode(
         result["per_turn"] = summary.per_turn(records)
     result["records"] = [msgspec.to_builtins(r.__dict__) for r in records]
     result["decode_mixing"] = decode_mixing(log_dir / "gateway.log")
+    result["prefill_requests"] = prefill_requests(log_dir / "gateway.log")
     logs = sorted(log_dir.glob("decode-*.log"))
     result["decode_most_running"] = {p.stem: most_running(p) for p in logs}
     result["load_started"] = load_started
