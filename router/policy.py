@@ -70,6 +70,7 @@ def cache_aware(
     healthy: Sequence[bool] | None = None,
     sticky: int | None = None,
     continuing: Sequence[bool] | None = None,
+    sizes: Sequence[int] | None = None,
 ) -> int:
     """Prefill choice: the worker whose cache holds the longest prefix of this prompt, if that
     match is the conversation's own (`continuing`: it ends where a prompt recorded there ended)
@@ -77,9 +78,10 @@ def cache_aware(
     beyond the others; else the client's session worker (`sticky`, from rendezvous hashing of
     its session key), if any; else the least loaded. A preferred worker that is overloaded
     against the least loaded one gives way to it. Without the continuation rule, a short system
-    prompt cached on one worker would draw every new conversation there."""
+    prompt cached on one worker would draw every new conversation there. Among equally loaded
+    workers the one holding the fewest cached prefixes (`sizes`) takes a new conversation."""
     pool = _candidates(len(loads), healthy)
-    least = least_load(loads, healthy)
+    least = min(pool, key=lambda i: (loads[i], sizes[i] if sizes else 0, i))
     best = max(pool, key=lambda i: (matched[i], -loads[i], -i))
     gain = matched[best] - min(matched[i] for i in pool)
     own = continuing is None or continuing[best]

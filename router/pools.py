@@ -164,7 +164,8 @@ class PrefillPool(Pool[W]):
         else:
             sticky = policy.rendezvous(session, urls, available) if session else None
             continuing = [self.prefixes.continues(keys, url, n) for url, n in zip(urls, matched)]
-            i = policy.cache_aware(matched, loads, self.balance, available, sticky, continuing)
+            sizes = [self.prefixes.size(url) for url in urls]
+            i = policy.cache_aware(matched, loads, self.balance, available, sticky, continuing, sizes)
         self.prefixes.record(urls[i], keys)
         return PrefillChoice(self.slots[i], keys, matched[i])
 

@@ -78,6 +78,8 @@ class PrefixIndex:
         """A worker that restarted (or left) has an empty cache."""
         self.seen.pop(worker, None)
 
-    def size(self) -> int:
-        """Keys held, all workers together."""
+    def size(self, worker: str | None = None) -> int:
+        """Keys held: by one worker, or all together."""
+        if worker is not None:
+            return len(self.seen.get(worker, ()))
         return sum(len(seen) for seen in self.seen.values())

@@ -46,6 +46,7 @@ def test_cache_aware_keeps_a_young_conversation_whose_cacheable_part_is_a_small_
 def test_cache_aware_balances_when_nothing_but_the_shared_prefix_matches() -> None:
     assert cache_aware(matched=[16, 16, 16], loads=[5, 3, 1]) == 2
     assert cache_aware(matched=[0, 0], loads=[0, 0]) == 0
+    assert cache_aware(matched=[0, 0], loads=[0, 0], sizes=[40, 7]) == 1  # the emptier cache
 
 
 def test_cache_aware_gives_way_only_when_the_holder_is_overloaded() -> None:
