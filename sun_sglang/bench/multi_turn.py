@@ -52,7 +52,17 @@ def section(data: dict) -> list[str]:
         f"{w['prompt_words']['low']}-{w['prompt_words']['high']} words, {w['output_tokens']['low']} output "
         f"tokens a turn, seed {w['seed']}. Per turn: TTFT, the prefill tokens the servers computed "
         "(prompt - cached, summed), and the share of the previous prompt found in the prefill cache "
-        "(mean, and the lowest).",
+        "(mean, and the lowest). Rerun (about 8 minutes each compare):",
+        "",
+        "```",
+        "python -m sun_sglang.bench compare --cluster launch/local-multiturn.yaml --tasks chat,math \\",
+        "    --turns 3:4 --think-time-s 1 --rate 0.5 --concurrency 8 --num-requests 12 \\",
+        "    --prompt-words 8:24 --output-tokens 24 --seed 0 --prefill-policy cache_aware --out-dir /tmp/ca",
+        "python -m sun_sglang.bench compare ... --prefill-policy least_load --out-dir /tmp/ll",
+        "python -m sun_sglang.bench.multi_turn --cache-aware /tmp/ca/result.json \\",
+        "    --least-load /tmp/ll/result.json --before BEFORE.json --after AFTER.json",
+        "python -m sun_sglang.sim report",
+        "```",
         "",
         "| policy | mode | turn | requests | TTFT p50 / p90 ms | prompt tok | prefill tok computed "
         "| cached / previous prompt (min) |",

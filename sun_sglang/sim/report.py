@@ -1,5 +1,6 @@
 """docs/PERFORMANCE.md, written from the data files the benchmarks and the simulator leave in one
-folder: cpu_compare-NAME.json (`python -m sun_sglang.sim validate`) and sweep.json (`... sim sweep`).
+folder: cpu_compare-NAME.json (`python -m sun_sglang.sim validate`), multi_turn.json
+(`python -m sun_sglang.bench.multi_turn`) and sweep.json (`... sim sweep`).
 Everything below NOTES_MARK in an existing page is kept (hand-written reading)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sun_sglang.bench import multi_turn
 from sun_sglang.bench.summary import decode_workers
 from sun_sglang.sim.costs import GPUS, MODELS, Roofline
 
@@ -254,6 +256,8 @@ def write(data_dir: Path, doc: Path) -> None:
     for path in sorted(data_dir.glob("cpu_compare-*.json")):
         cpu = json.loads(path.read_text())
         lines += _cpu_section(cpu, path.stem.split("-", 1)[1]) + _validation_section(cpu["validation"])
+    if (data_dir / "multi_turn.json").exists():
+        lines += multi_turn.section(json.loads((data_dir / "multi_turn.json").read_text()))
     if (data_dir / "sweep.json").exists():
         lines += _sweep_section(json.loads((data_dir / "sweep.json").read_text()))
     doc.write_text("\n".join(lines) + "\n" + NOTES_MARK + (notes or "\n"))
