@@ -148,3 +148,23 @@ tasks:
     assert {s.model_path for s in decode if "math" in s.name} == {str(tiny_task)}  # the task model decodes
     assert cluster.gateway.decode == []
     assert cluster.gateway.tasks["math"].decode == [s.url for s in decode if "math" in s.name]
+
+
+def test_a_cluster_whose_ports_are_taken_is_refused_before_anything_starts(
+    tmp_path: Path, tiny_base: Path
+) -> None:
+    """Else another cluster on those ports answers the new servers' health checks."""
+    import socket
+
+    from sun_sglang.launch.cluster import Cluster
+    from sun_sglang.launch.process import ServerFailed
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        text = f"base: {tiny_base}\ntasks: {{math: {{model_path: {tiny_base}}}}}\nfirst_port: {port}\n"
+        cluster = Cluster(plan(cluster_config.load(_write(tmp_path, text)), "cpu"), tmp_path / "logs", 10)
+        with pytest.raises(ServerFailed, match=f"127.0.0.1:{port} \\(decode-0\\)"):
+            cluster.start()
+    assert cluster.procs == []

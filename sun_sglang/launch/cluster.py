@@ -14,7 +14,7 @@ import msgspec
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from sun_sglang import compat
 from sun_sglang.launch.config import ClusterConfig
-from sun_sglang.launch.process import ManagedProcess, stop_all, wait_healthy
+from sun_sglang.launch.process import ManagedProcess, ServerFailed, port_in_use, stop_all, wait_healthy
 from sun_sglang.launch.roles import Device, LoraServing, Role, ServeOptions, ServerSpec, pinned
 from sun_sglang.models import MODELS, prepare
 from sun_sglang.quant import decode_module
@@ -163,8 +163,26 @@ class Cluster:
     def gateway_url(self) -> str:
         return f"http://{self.plan.gateway.host}:{self.plan.gateway.port}"
 
+    def ports_taken(self) -> list[str]:
+        """Ports of this plan that something already answers on: its health checks would be
+        answered by that other process (seen: a second cluster 'healthy' in 1 s, the first one's)."""
+        wanted = [(s.options.host, s.port, s.name) for s in self.plan.servers]
+        wanted += [
+            (s.options.host, s.bootstrap_port, f"{s.name} bootstrap")
+            for s in self.plan.servers
+            if s.bootstrap_port
+        ]
+        wanted.append((self.plan.gateway.host, self.plan.gateway.port, "gateway"))
+        return [f"{host}:{port} ({name})" for host, port, name in wanted if port_in_use(host, port)]
+
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        taken = self.ports_taken()
+        if taken:
+            raise ServerFailed(
+                f"ports already in use: {', '.join(taken)}; another cluster may be running "
+                "(stop it, or set first_port and router.port)"
+            )
         try:
             servers = [self._spawn(s.name, s.argv(), s.env(), f"{s.url}/health") for s in self.plan.servers]
             t0 = time.monotonic()

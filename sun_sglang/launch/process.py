@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -99,6 +100,13 @@ def stop_all(procs: list[ManagedProcess], grace_s: float = 15.0) -> None:
     deadline = time.monotonic() + grace_s
     for proc in procs:
         proc.stop(grace_s=max(0.5, deadline - time.monotonic()), signalled=True)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (another cluster, a stale server)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
 
 
 def _group_alive(pgid: int) -> bool:
