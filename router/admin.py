@@ -184,7 +184,8 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
 
     async def workers(request: web.Request) -> web.Response:
         authorize(request)
-        out = {
+        supervised = gw.supervision.by_url()
+        out: dict[str, Any] = {
             name: [
                 {
                     "url": s.url,
@@ -192,11 +193,16 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
                     "draining": s.draining,
                     "requests": s.requests,
                     "load_tokens": s.load,
+                    **(
+                        {"supervision": msgspec.to_builtins(supervised[s.url])} if s.url in supervised else {}
+                    ),
                 }
                 for s in pool.slots
             ]
             for name, pool in gw.pools
         }
+        if supervised:  # every process the launcher keeps alive, the gateway and those out of pools too
+            out["supervised"] = [msgspec.to_builtins(p) for p in supervised.values()]
         return web.json_response(out)
 
     add_adapter_routes(app, gw, authorize, body, _server_info)

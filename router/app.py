@@ -140,7 +140,8 @@ def build_app(config: GatewayConfig) -> web.Application:
         return resp
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=gw.metrics.render(gw.pools), content_type="text/plain")
+        body = gw.metrics.render(gw.pools, gw.supervision.by_url().values())
+        return web.Response(body=body, content_type="text/plain")
 
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")

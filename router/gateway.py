@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from router import health
+from router import health, supervision
 from router.config import GatewayConfig
 from router.errors import ApiError
 from router.metrics import GatewayMetrics
@@ -66,6 +66,7 @@ class Gateway:
         }
         self.model_paths = {name: t.model_path for name, t in config.tasks.items()}
         self.metrics = GatewayMetrics()
+        self.supervision = supervision.Reader(config.supervision_file)
         self.in_flight = 0
         self.running: Counter[str] = Counter()  # requests in flight per task
         self.access_log: AccessLog | None = None

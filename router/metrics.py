@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from router.pools import Pool
+from router.supervision import STATES, Supervised
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 _TPOT_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2)
@@ -57,6 +60,12 @@ class GatewayMetrics:
             registry=r,
         )
         self.pool_workers = Gauge("sun_pool_workers", "Workers per pool", ["pool", "state"], registry=r)
+        self.restarts = Gauge(
+            "sun_supervised_restarts", "Restarts by the launcher's supervisor", ["process", "url"], registry=r
+        )
+        self.supervised_state = Gauge(
+            "sun_supervised_state", "1 for the process's supervision state", ["process", "state"], registry=r
+        )
         self._per_task: dict[str, tuple] = {}
 
     def observe_done(self, task: str, meta: dict, latency_s: float, ttft_s: float | None = None) -> None:
@@ -78,8 +87,12 @@ class GatewayMetrics:
         self._per_task[task] = tuple(metric.labels(task) for metric in metrics)
         return self._per_task[task]
 
-    def render(self, pools: list[tuple[str, Pool]]) -> bytes:
-        """Refresh the pool gauges from the live pools, then the exposition text."""
+    def render(self, pools: list[tuple[str, Pool]], supervised: Iterable[Supervised] = ()) -> bytes:
+        """Refresh the pool and supervision gauges, then the exposition text."""
+        for proc in supervised:
+            self.restarts.labels(proc.name, proc.url).set(proc.restarts)
+            for state in STATES:
+                self.supervised_state.labels(proc.name, state).set(float(proc.state == state))
         self.worker_in_flight.clear()
         self.worker_load.clear()
         self.worker_external.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.cluster import Cluster, plan, resolve_model
 from sun_sglang.launch.process import ServerFailed
 from sun_sglang.launch.roles import ServeOptions, ServerSpec, detect_device, device_for
+from sun_sglang.launch.supervise import Supervisor
 from sun_sglang.paths import home
 
 
@@ -86,6 +88,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     except (compat.IncompatibleCheckpoint, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log_dir = Path(config.log_dir) if config.log_dir else home() / "logs" / time.strftime("%Y%m%d-%H%M%S")
     cluster = Cluster(cluster_plan, log_dir, config.startup_timeout_s)
     stop = {"now": False}
@@ -103,12 +106,12 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(cluster.describe(), indent=2), flush=True)
     print(f"gateway: {cluster.gateway_url}", flush=True)
+    # From here only a signal stops everything: a server or the gateway that exits or hangs is
+    # restarted (back-off), or left down after too many failures in a row, the rest serving.
+    supervisor = Supervisor(cluster.procs, config.supervision, cluster.supervision_file, cluster.recheck)
     try:
         while not stop["now"]:
-            dead = [p.name for p in cluster.procs if p.exit_code() is not None]
-            if dead:
-                print(f"error: {', '.join(dead)} exited; stopping the cluster", file=sys.stderr)
-                return 1
+            supervisor.step()
             time.sleep(0.5)
         return 0
     finally:

@@ -160,6 +160,23 @@ class Cluster:
         self.startup_s: dict[str, float] = {}
 
     @property
+    def supervision_file(self) -> Path:
+        return self.log_dir / "supervisor.json"
+
+    def recheck(self, name: str) -> str | None:
+        """Before a prefill server is restarted: does its checkpoint still match the decode
+        module (it may have been replaced on disk)? The reason it does not, or None."""
+        spec = next((s for s in self.plan.servers if s.name == name), None)
+        decode = self.plan.decode[0] if self.plan.decode else None
+        if spec is None or spec.role != "prefill" or spec.lora is not None or decode is None:
+            return None
+        try:
+            compat.check_prefill_module(spec.model_path, decode.model_path, spec.dtype, decode.dtype)
+        except (compat.IncompatibleCheckpoint, OSError, ValueError) as err:
+            return str(err)
+        return None
+
+    @property
     def gateway_url(self) -> str:
         return f"http://{self.plan.gateway.host}:{self.plan.gateway.port}"
 
@@ -188,7 +205,9 @@ class Cluster:
             t0 = time.monotonic()
             self.startup_s.update(wait_healthy(servers, self.timeout_s))
             gateway_file = self.log_dir / "gateway.json"
-            gateway_file.write_bytes(msgspec.json.encode(self.plan.gateway))
+            supervised = str(self.supervision_file)
+            gateway_config = msgspec.structs.replace(self.plan.gateway, supervision_file=supervised)
+            gateway_file.write_bytes(msgspec.json.encode(gateway_config))
             argv = [sys.executable, "-m", "router", "--config", str(gateway_file)]
             argv = pinned(self.plan.gateway_cpus) + argv
             gateway = self._spawn("gateway", argv, None, f"{self.gateway_url}/health")

@@ -12,6 +12,7 @@ from router.policy import CacheAwareConfig
 from router.pools import PrefillPolicy
 from sun_sglang.adapters import ALL_LINEAR
 from sun_sglang.launch.roles import Backend
+from sun_sglang.launch.supervise import SupervisionConfig
 
 
 class TaskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -81,6 +82,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prefill_env: dict[str, str] = {}  # added to every prefill server's environment
     decode_env: dict[str, str] = {}  # e.g. SGLang's test-only SGLANG_TEST_DISAGG_FAILURE_PROB
     cpus: CpuPins = CpuPins()
+    supervision: SupervisionConfig = SupervisionConfig()  # restarts of servers that exit or hang
 
     def __post_init__(self) -> None:
         if not self.tasks:
