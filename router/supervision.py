@@ -18,6 +18,7 @@ class Supervised(msgspec.Struct):
     name: str
     url: str  # what the process serves (a worker's URL; the gateway's own)
     state: State = "running"  # restarting: started again, not healthy yet; waiting: back-off
+    pid: int | None = None  # its process (group) now
     restarts: int = 0  # restarts so far
     failures: int = 0  # failures in a row (exits, hangs, failed restarts)
     last_exit: int | None = None  # the exit code (or -signal) of the last exit

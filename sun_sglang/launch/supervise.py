@@ -59,7 +59,11 @@ class Supervisor:
         now = time.monotonic()
         self.cfg, self.state_file, self.check = cfg, state_file, check
         self.watched = [
-            Watched(p, supervision.Supervised(p.name, (p.health_url or "").removesuffix("/health")), now)
+            Watched(
+                p,
+                supervision.Supervised(p.name, (p.health_url or "").removesuffix("/health"), pid=p.pid),
+                now,
+            )
             for p in procs
         ]
         self._write()
@@ -83,7 +87,7 @@ class Supervisor:
             if refused:
                 return self._leave_down(w, now, f"restart refused: {refused}")
             w.proc.start()
-            st.restarts += 1
+            st.restarts, st.pid = st.restarts + 1, w.proc.pid
             return self._set(w, "restarting", now, f"restart {st.restarts}")
         code = w.proc.exit_code()
         if code is not None:
