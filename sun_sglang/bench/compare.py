@@ -64,10 +64,15 @@ def decode_mixing(access_log: Path) -> dict[str, dict]:
     return out
 
 
-def prefill_requests(access_log: Path) -> dict[str, int]:
-    """Answered requests per prefill server, from the gateway's access log."""
+def prefill_requests(access_log: Path, since: float = 0.0) -> dict[str, int]:
+    """Answered requests per prefill server sent from unix time `since` on (the load, not the
+    profile before it), from the gateway's access log."""
     lines = [json.loads(line) for line in access_log.read_text().splitlines() if line.startswith("{")]
-    return dict(Counter(r["prefill"] for r in lines if r.get("status") == 200 and r.get("prefill")))
+    return dict(
+        Counter(
+            r["prefill"] for r in lines if r.get("status") == 200 and r.get("prefill") and r["ts"] >= since
+        )
+    )
 
 
 def most_running(log: Path) -> int:
@@ -120,7 +125,7 @@ def run_mode(
         result["per_turn"] = summary.per_turn(records)
     result["records"] = [msgspec.to_builtins(r.__dict__) for r in records]
     result["decode_mixing"] = decode_mixing(log_dir / "gateway.log")
-    result["prefill_requests"] = prefill_requests(log_dir / "gateway.log")
+    result["prefill_requests"] = prefill_requests(log_dir / "gateway.log", load_started)
     logs = sorted(log_dir.glob("decode-*.log"))
     result["decode_most_running"] = {p.stem: most_running(p) for p in logs}
     result["load_started"] = load_started

@@ -77,6 +77,12 @@ def section(data: dict) -> list[str]:
                     f"{_ms(t['ttft_s']['p90'])} | {t['prompt_tokens_mean']:.0f} | "
                     f"{t['prefill_tokens_computed']} | {_pct(share['mean'])} ({_pct(share['min'])}) |"
                 )
+    out.append("")
+    for policy, run in data["runs"].items():
+        for mode in MODES:
+            split = run[mode].get("prefill_requests") or {}
+            counts = "/".join(str(n) for n in sorted(split.values(), reverse=True))
+            out.append(f"Requests per prefill server, {policy}, {mode}: {counts or '-'}.")
     out += ["", "![multi-turn](performance/multi_turn.png)", ""]
     if "before_after" in data:
         ba = data["before_after"]
@@ -116,14 +122,17 @@ def plot(data: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_ttft, ax_tok) = plt.subplots(1, 2, figsize=(10, 4))
-    for policy, run in data["runs"].items():
+    for (policy, run), color in zip(data["runs"].items(), ("tab:blue", "tab:red")):
         for mode, style in zip(MODES, ("-", "--")):
             turns = sorted(run[mode]["per_turn"], key=int)
             t = [run[mode]["per_turn"][k] for k in turns]
             x = [int(k) + 1 for k in turns]
             label = f"{mode}, {policy}"
-            ax_ttft.plot(x, [r["ttft_s"]["p50"] * 1e3 for r in t], style, marker="o", label=label)
-            ax_tok.plot(x, [r["prefill_tokens_computed_mean"] for r in t], style, marker="o", label=label)
+            ttft, tok = [r["ttft_s"]["p50"] * 1e3 for r in t], [r["prefill_tokens_computed_mean"] for r in t]
+            ax_ttft.plot(x, ttft, style, color=color, marker="o", label=label)
+            ax_tok.plot(x, tok, style, color=color, marker="o", label=label)
+            ax_ttft.set_xticks(x)
+            ax_tok.set_xticks(x)
     ax_ttft.set(xlabel="turn", ylabel="TTFT p50 (ms)", title="first-token time by turn")
     ax_tok.set(xlabel="turn", ylabel="prefill tokens computed per request", title="prefill work by turn")
     ax_tok.legend(fontsize=8)
