@@ -126,23 +126,7 @@ def test_sigterm_drains_requests_in_flight_then_exits(tiny_base: Path, tmp_path:
         prefill = StubState("prefill")
         decode = StubState("decode", peer=prefill, delay_s=2.0)
         async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
-            port = _free_port()
-            config = {
-                "tasks": {
-                    "math": {
-                        "model_path": str(tiny_base),
-                        "prefill": [{"url": str(p_srv.make_url("")).rstrip("/"), "bootstrap_port": 9}],
-                    }
-                },
-                "decode": [str(d_srv.make_url("")).rstrip("/")],
-                "port": port,
-                "health_interval_s": 0,
-                "shutdown_timeout_s": 20,
-            }
-            (tmp_path / "gw.json").write_text(json.dumps(config))
-            argv = [sys.executable, "-m", "router", "--config", str(tmp_path / "gw.json")]
-            gw = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            url = f"http://127.0.0.1:{port}"
+            gw, url = _gateway_process(tmp_path, tiny_base, p_srv, d_srv, shutdown_timeout_s=20)
             try:
                 async with aiohttp.ClientSession() as client:
                     await _wait_up(client, url, gw)
@@ -172,24 +156,8 @@ def test_every_answered_request_is_logged_through_a_repeated_sigterm(tiny_base: 
         decode = StubState("decode", peer=prefill)
         log = tmp_path / "access.log"
         async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
-            port = _free_port()
-            config = {
-                "tasks": {
-                    "math": {
-                        "model_path": str(tiny_base),
-                        "prefill": [{"url": str(p_srv.make_url("")).rstrip("/"), "bootstrap_port": 9}],
-                    }
-                },
-                "decode": [str(d_srv.make_url("")).rstrip("/")],
-                "port": port,
-                "health_interval_s": 0,
-                "access_log": str(log),
-                "access_log_flush_s": 60,
-            }
-            (tmp_path / "gw.json").write_text(json.dumps(config))
-            argv = [sys.executable, "-m", "router", "--config", str(tmp_path / "gw.json")]
-            gw = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            url = f"http://127.0.0.1:{port}"
+            options = {"access_log": str(log), "access_log_flush_s": 60}
+            gw, url = _gateway_process(tmp_path, tiny_base, p_srv, d_srv, **options)
             prompt = {"model": "math", "prompt": "2+2", "max_tokens": 4}
             try:
                 async with aiohttp.ClientSession() as client:
@@ -216,6 +184,30 @@ def test_every_answered_request_is_logged_through_a_repeated_sigterm(tiny_base: 
         assert len(lines) == 11 and {line["status"] for line in lines} == {200}
 
     run(body())
+
+
+def _gateway_process(
+    tmp_path: Path, model: Path, p_srv: TestServer, d_srv: TestServer, **options: object
+) -> tuple[subprocess.Popen, str]:
+    """`python -m router` in a process of its own, in front of the two stub servers."""
+    port = _free_port()
+    config = {
+        "tasks": {
+            "math": {
+                "model_path": str(model),
+                "prefill": [{"url": str(p_srv.make_url("")).rstrip("/"), "bootstrap_port": 9}],
+            }
+        },
+        "decode": [str(d_srv.make_url("")).rstrip("/")],
+        "port": port,
+        "health_interval_s": 0,
+        **options,
+    }
+    (tmp_path / "gw.json").write_text(json.dumps(config))
+    argv = [sys.executable, "-m", "router", "--config", str(tmp_path / "gw.json")]
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ), f"http://127.0.0.1:{port}"
 
 
 def _free_port() -> int:
