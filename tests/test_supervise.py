@@ -110,7 +110,18 @@ def test_the_gateway_reports_supervision(tiny_base: Path, tmp_path: Path) -> Non
             decode,
         ):
             supervision.write(
-                state, [supervision.Supervised("prefill-a", "http://x:1", "failed", 5, 6, 3, "exited")]
+                state,
+                [
+                    supervision.Supervised(
+                        "prefill-a",
+                        "http://x:1",
+                        "failed",
+                        restarts=5,
+                        failures=6,
+                        last_exit=3,
+                        reason="exited",
+                    )
+                ],
             )
             async with client.get(f"{url}/metrics") as r:
                 text = await r.text()
