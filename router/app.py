@@ -82,7 +82,10 @@ def session_key(request: web.Request, user: str | None = None) -> str | None:
     """The client's conversation key for prefill affinity: a session header, else `user`."""
     key = next((request.headers[h] for h in SESSION_HEADERS if request.headers.get(h)), None) or user
     if key is not None and len(key) > MAX_SESSION_KEY:
-        raise ApiError(400, f"a session key (X-Session-Id or user) is at most {MAX_SESSION_KEY} characters")
+        raise ApiError(
+            400,
+            f"a session key (X-Session-Id, X-SMG-Routing-Key or user) is at most {MAX_SESSION_KEY} chars",
+        )
     return key
 
 

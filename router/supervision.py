@@ -14,7 +14,7 @@ State = Literal["running", "restarting", "waiting", "failed"]
 STATES: tuple[State, ...] = ("running", "restarting", "waiting", "failed")
 
 
-class Supervised(msgspec.Struct):
+class Supervised(msgspec.Struct, kw_only=True):  # keywords only: fields are easily shifted
     name: str
     url: str  # what the process serves (a worker's URL; the gateway's own)
     state: State = "running"  # restarting: started again, not healthy yet; waiting: back-off

@@ -113,9 +113,9 @@ def test_the_gateway_reports_supervision(tiny_base: Path, tmp_path: Path) -> Non
                 state,
                 [
                     supervision.Supervised(
-                        "prefill-a",
-                        "http://x:1",
-                        "failed",
+                        name="prefill-a",
+                        url="http://x:1",
+                        state="failed",
                         restarts=5,
                         failures=6,
                         last_exit=3,

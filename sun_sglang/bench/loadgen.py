@@ -131,13 +131,11 @@ async def run(
         deadline = started + cfg.duration_s if cfg.duration_s else None
 
         async def issue(item: PlannedRequest | PlannedConversation) -> None:
-            async with limit:  # one request, or one conversation's turns in order
-                if isinstance(item, PlannedRequest):
-                    records.append(await send(session, url.rstrip("/"), item, cfg.ignore_eos, started))
-                    bar.update(1)
-                    return
-                history: list[dict[str, str]] = []
-                for turn in item.turns:
+            # one request, or one conversation's turns in order, each with the history so far
+            single = isinstance(item, PlannedRequest)
+            turns, history = ([item], None) if single else (item.turns, [])
+            async with limit:
+                for turn in turns:
                     await asyncio.sleep(turn.think_s)
                     rec = await send(session, url.rstrip("/"), turn, cfg.ignore_eos, started, history)
                     records.append(rec)

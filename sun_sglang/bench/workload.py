@@ -78,10 +78,15 @@ class PlannedRequest:
 
 @dataclass(frozen=True)
 class PlannedConversation:
-    index: int
-    task: str
-    at_s: float
-    turns: list[PlannedRequest]
+    turns: list[PlannedRequest]  # all of one task, the first sent at its at_s
+
+    @property
+    def index(self) -> int:
+        return self.turns[0].conversation or 0
+
+    @property
+    def at_s(self) -> float:
+        return self.turns[0].at_s
 
 
 def task_weights(n: int, popularity: str, alpha: float) -> list[float]:
@@ -127,7 +132,7 @@ def plan(cfg: WorkloadConfig) -> list[PlannedRequest]:
 
 def plan_conversations(cfg: WorkloadConfig) -> list[PlannedConversation]:
     """`num_requests` conversations; request indices count turns across all of them."""
-    starts = plan(msgspec.structs.replace(cfg, turns=Lengths(1, 1)))  # tasks, arrivals, first turns
+    starts = plan(cfg)  # tasks, arrivals and first turns
     rng = random.Random(cfg.seed + 1)
     out, index = [], 0
     for first in starts:
@@ -143,5 +148,5 @@ def plan_conversations(cfg: WorkloadConfig) -> list[PlannedConversation]:
                 PlannedRequest(index, first.task, first.at_s, messages, max_tokens, first.index, t, think)
             )
             index += 1
-        out.append(PlannedConversation(first.index, first.task, first.at_s, turns))
+        out.append(PlannedConversation(turns))
     return out

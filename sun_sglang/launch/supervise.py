@@ -9,7 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -42,7 +42,6 @@ class Watched:
     retry_at: float = 0.0
     last_probe: float = 0.0
     unhealthy_since: float | None = None
-    history: list[tuple[float, str]] = field(default_factory=list)  # (unix time, event) for figures
 
 
 class Supervisor:
@@ -61,7 +60,9 @@ class Supervisor:
         self.watched = [
             Watched(
                 p,
-                supervision.Supervised(p.name, (p.health_url or "").removesuffix("/health"), pid=p.pid),
+                supervision.Supervised(
+                    name=p.name, url=(p.health_url or "").removesuffix("/health"), pid=p.pid
+                ),
                 now,
             )
             for p in procs
@@ -139,7 +140,6 @@ class Supervisor:
     def _set(self, w: Watched, state: supervision.State, now: float, event: str) -> bool:
         w.status.state, w.since = state, now
         w.status.reason = None if state == "running" else event
-        w.history.append((time.time(), f"{state}: {event}"))
         return True
 
     def _write(self) -> None:
