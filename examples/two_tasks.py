@@ -13,7 +13,8 @@ from pathlib import Path
 from openai import OpenAI
 
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
+from sun_sglang.launch.plan import plan
 from sun_sglang.launch.roles import detect_device
 from sun_sglang.paths import home
 

@@ -59,6 +59,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_n: int = 8  # choices per request (each is its own PD request)
     api_keys: list[str] = []  # if set, /v1/* and /generate need "Authorization: Bearer KEY"
     admin_token: str | None = None  # enables /admin/* (join, drain, remove workers)
+    server_api_key: str | None = None  # the servers' SGLang --api-key: sent on every call to them
     # hosts that workers may be registered on (no requests to arbitrary addresses via the admin API)
     admin_allowed_hosts: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
     retries: int = 1  # another pair for a request whose server refused the connection

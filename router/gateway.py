@@ -91,11 +91,13 @@ class Gateway:
     async def startup(self, _app: web.Application) -> None:
         t = self.config.timeouts
         # aiohttp for aborts, health, loads and admin calls; the PD legs have their own client.
+        key = self.config.server_api_key
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=t.request_s, connect=t.connect_s),
             cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"Authorization": f"Bearer {key}"} if key else None,
         )
-        self.clients = Clients(UpstreamPool(t.connect_s), session)
+        self.clients = Clients(UpstreamPool(t.connect_s, api_key=key), session)
         if self.config.access_log:
             self.access_log = AccessLog(self.config.access_log, self.config.access_log_flush_s)
             await self.access_log.start()

@@ -129,8 +129,11 @@ class Response:
 
 
 class UpstreamPool:
-    def __init__(self, connect_timeout_s: float, max_idle_per_server: int = 256) -> None:
+    def __init__(
+        self, connect_timeout_s: float, max_idle_per_server: int = 256, api_key: str | None = None
+    ) -> None:
         self.connect_timeout_s = connect_timeout_s
+        self.auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self.max_idle = max_idle_per_server
         self.idle: dict[tuple[str, int], list[_Connection]] = {}
         self._addresses: dict[str, tuple[str, int]] = {}
@@ -147,7 +150,7 @@ class UpstreamPool:
         key = self.address(server_url)
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{self.auth}Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         while True:
             conn, reused = self._take(key), True

@@ -9,7 +9,8 @@ import urllib.request
 from pathlib import Path
 
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
+from sun_sglang.launch.plan import plan
 from sun_sglang.models import prepare
 
 # "math": a SUN-trained prefill module (BIG-bench 2-digit addition); "chat": a distinct-weight variant.

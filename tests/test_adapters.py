@@ -12,7 +12,7 @@ import torch
 
 from sun_sglang import adapters, compat
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import plan
+from sun_sglang.launch.plan import plan
 from sun_sglang.reference import SunReference, load_model, sun_generate
 from sun_sglang.train.hybrid import Batch, answer_nll
 from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged, train_and_export

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
+from sun_sglang.launch.plan import plan
 from sun_sglang.models import prepare
 from sun_sglang.reference import SunReference
 from tests.cluster_util import free_port_block, post, post_status

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
+from sun_sglang.launch.plan import plan
 from sun_sglang.models import prepare
 from sun_sglang.quant import decode_module
 from sun_sglang.reference import SunReference

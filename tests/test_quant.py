@@ -14,7 +14,7 @@ import torch
 
 from sun_sglang import compat
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import plan
+from sun_sglang.launch.plan import plan
 from sun_sglang.quant import decode_module
 from sun_sglang.quant.gptq import QuantConfig, quantize
 from sun_sglang.reference import load_model

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import plan
+from sun_sglang.launch.plan import plan
 from sun_sglang.launch.roles import ServeOptions, ServerSpec
 
 

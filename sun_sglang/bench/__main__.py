@@ -24,8 +24,9 @@ from sun_sglang.bench.soak import plot as soak_plot
 from sun_sglang.bench.soak import soak
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
 from sun_sglang.launch.config import CpuPins
+from sun_sglang.launch.plan import plan
 from sun_sglang.launch.roles import device_for
 
 

@@ -20,7 +20,8 @@ import msgspec
 import psutil
 
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
+from sun_sglang.launch.plan import plan
 from sun_sglang.launch.process import ManagedProcess
 from sun_sglang.paths import home
 

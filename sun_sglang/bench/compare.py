@@ -26,8 +26,9 @@ from sun_sglang.bench import loadgen, profile, summary
 from sun_sglang.bench.step_log import STEP_LOG_ARGS, decode_steps
 from sun_sglang.bench.workload import WorkloadConfig
 from sun_sglang.launch import config as cluster_config
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
 from sun_sglang.launch.config import CpuPins, DecodeConfig
+from sun_sglang.launch.plan import plan
 from sun_sglang.launch.roles import device_for
 
 PINS = CpuPins(prefill="0", decode="1", gateway="0")

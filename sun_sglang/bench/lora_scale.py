@@ -26,8 +26,9 @@ from sun_sglang import adapters
 from sun_sglang.bench import loadgen, summary
 from sun_sglang.bench.soak import tree_rss_mib
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
-from sun_sglang.launch.cluster import Cluster, plan
+from sun_sglang.launch.cluster import Cluster
 from sun_sglang.launch.config import ClusterConfig, CpuPins, PrefillPoolConfig, RouterSection, TaskConfig
+from sun_sglang.launch.plan import plan
 from sun_sglang.models import prepare
 
 FULL_COPY = "smollm2-135m-sun-addition"  # each full-copy task serves this checkpoint

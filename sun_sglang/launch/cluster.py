@@ -1,163 +1,60 @@
-"""A whole local SUN cluster: decode pool, per-task prefill servers, the gateway."""
+"""A cluster's servers and gateway on this machine: started, watched, stopped by PID."""
 
 from __future__ import annotations
 
-import itertools
+import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from sun_sglang import compat
-from sun_sglang.launch.config import ClusterConfig
-from sun_sglang.launch.process import ManagedProcess, ServerFailed, port_in_use, stop_all, wait_healthy
-from sun_sglang.launch.roles import Device, LoraServing, Role, ServeOptions, ServerSpec, pinned
-from sun_sglang.models import MODELS, prepare
-from sun_sglang.quant import decode_module
+from sun_sglang.launch.hosts import LOCAL
+from sun_sglang.launch.plan import ClusterPlan
+from sun_sglang.launch.process import (
+    ManagedProcess,
+    ServerFailed,
+    port_in_use,
+    stop_all,
+    wait_answering,
+    wait_healthy,
+)
+from sun_sglang.launch.roles import ServerSpec, pinned
 
-_BOOTSTRAP_OFFSET = 500
-
-
-def resolve_model(ref: str) -> str:
-    """A checkpoint folder as given, or a named model prepared on first use."""
-    if Path(ref).is_dir():
-        return str(Path(ref).resolve())
-    if ref in MODELS:
-        return str(prepare(ref))
-    raise FileNotFoundError(f"{ref!r} is neither a checkpoint folder nor a known model name")
-
-
-@dataclass(frozen=True)
-class ClusterPlan:
-    """Every server of the cluster and the gateway's configuration; nothing started yet."""
-
-    servers: list[ServerSpec]
-    gateway: GatewayConfig
-    gateway_cpus: str | None = None
-
-    @property
-    def decode(self) -> list[ServerSpec]:
-        return [s for s in self.servers if s.role == "decode"]
-
-
-def plan(config: ClusterConfig, device: Device) -> ClusterPlan:
-    """Resolve models, check every prefill module against the base, assign ports.
-    Raises compat.IncompatibleCheckpoint before anything starts.
-
-    mode sun: one shared decode pool of `decode.replicas` servers holding the base.
-    mode conventional (the baseline): each task gets `decode.replicas` decode servers of its own,
-    holding the task's own checkpoint; same gateway, same code path."""
-    base = str(decode_module(resolve_model(config.base), device))  # QSUN: packed or dequantized
-    dtype = compat.serving_dtype(compat.read_config(base), config.dtype)
-    options = ServeOptions(
-        device=device,
-        transfer_backend=config.transfer_backend,
-        kv_cache_dtype=config.kv_cache_dtype,
-        host="127.0.0.1",
-        max_total_tokens=config.max_total_tokens,
-    )
-    ports = itertools.count(config.first_port)
-    servers: list[ServerSpec] = []
-
-    def server(
-        role: Role, name: str, model: str, task: str | None = None, lora: LoraServing | None = None
-    ) -> ServerSpec:
-        port = next(ports)
-        extra = config.prefill_args if role == "prefill" else config.decode_args
-        cpus = config.cpus.prefill if role == "prefill" else config.cpus.decode
-        env = config.prefill_env if role == "prefill" else config.decode_env
-        spec = ServerSpec(
-            role=role,
-            name=name,
-            model_path=model,
-            port=port,
-            dtype=dtype,
-            bootstrap_port=port + _BOOTSTRAP_OFFSET if role == "prefill" else None,
-            served_model_name=task,
-            lora=lora,
-            options=msgspec.structs.replace(options, extra_args=extra, cpus=cpus, extra_env=env),
-        )
-        servers.append(spec)
-        return spec
-
-    def prefill_worker(spec: ServerSpec) -> PrefillWorker:  # its KV size bounds its prefix index
-        assert spec.bootstrap_port is not None
-        return PrefillWorker(spec.url, spec.bootstrap_port, cache_tokens=config.max_total_tokens)
-
-    n_decode = config.decode.replicas
-    conventional = config.mode == "conventional"
-    shared = [] if conventional else [server("decode", f"decode-{i}", base).url for i in range(n_decode)]
-    routes: dict[str, TaskRoute] = {}
-    pool_workers = {}
-    for pool_name, pool in config.prefill_pools.items():
-        adapters = {
-            task: resolve_model(t.adapter)
-            for task, t in config.tasks.items()
-            if t.adapter and t.pool == pool_name
-        }
-        for task, adapter in adapters.items():
-            try:
-                compat.check_adapter(adapter, base, pool.max_lora_rank, pool.target_modules)
-            except compat.IncompatibleCheckpoint as err:
-                raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
-            routes[task] = TaskRoute(model_path=base, pool=pool_name, adapter=task)
-        lora = LoraServing(
-            adapters, pool.max_lora_rank, pool.target_modules, pool.max_loras_per_batch, pool.max_loaded_loras
-        )
-        specs = [
-            server("prefill", f"prefill-pool-{pool_name}-{r}", base, pool_name, lora)
-            for r in range(pool.replicas)
-        ]
-        pool_workers[pool_name] = [prefill_worker(s) for s in specs]
-    for task, task_config in config.tasks.items():
-        if task_config.model_path is None:
-            continue  # an adapter, above
-        ckpt = resolve_model(task_config.model_path)
-        try:
-            compat.check_prefill_module(ckpt, base, dtype, dtype)
-        except compat.IncompatibleCheckpoint as err:
-            raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
-        prefill = [server("prefill", f"prefill-{task}-{r}", ckpt, task) for r in range(task_config.replicas)]
-        own = (
-            [server("decode", f"decode-{task}-{i}", ckpt).url for i in range(n_decode)]
-            if conventional
-            else None
-        )
-        routes[task] = TaskRoute(
-            model_path=ckpt,
-            prefill=[prefill_worker(s) for s in prefill],
-            decode=own,
-        )
-    gateway = GatewayConfig(
-        tasks=routes,
-        decode=shared,
-        prefill_pools=pool_workers,
-        host=config.router.host,
-        port=config.router.port,
-        api_keys=config.router.api_keys,
-        admin_token=config.router.admin_token,
-        timeouts=config.router.timeouts,
-        health_interval_s=config.router.health_interval_s,
-        health_timeout_s=config.router.health_timeout_s,
-        prefill_policy=config.router.prefill_policy,
-        prefill_balance=config.router.prefill_balance,
-    )
-    return ClusterPlan(servers=servers, gateway=gateway, gateway_cpus=config.cpus.gateway)
+log = logging.getLogger("sun.launch")
 
 
 class Cluster:
-    """Starts a plan's servers and gateway, waits for health, stops everything it started."""
+    """Starts a plan's servers and gateway, waits for health, stops everything it started.
 
-    def __init__(self, cluster_plan: ClusterPlan, log_dir: Path, timeout_s: float) -> None:
+    Across hosts each host runs its own Cluster over the same plan, `here` naming the hosts it
+    is (None: every host, one machine): it starts the servers placed there, and the gateway if
+    placed there, once the servers elsewhere answer too."""
+
+    def __init__(
+        self,
+        cluster_plan: ClusterPlan,
+        log_dir: Path,
+        timeout_s: float,
+        here: frozenset[str | None] | None = None,
+    ) -> None:
         self.plan = cluster_plan
         self.log_dir = log_dir
         self.timeout_s = timeout_s
+        self.here = cluster_plan.hosts if here is None else here
         self.procs: list[ManagedProcess] = []
         self.startup_s: dict[str, float] = {}
+
+    @property
+    def servers(self) -> list[ServerSpec]:
+        """The servers this host runs."""
+        return [s for s in self.plan.servers if s.host_name in self.here]
+
+    @property
+    def runs_gateway(self) -> bool:
+        return self.plan.gateway_host in self.here
 
     @property
     def supervision_file(self) -> Path:
@@ -178,18 +75,19 @@ class Cluster:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://{self.plan.gateway.host}:{self.plan.gateway.port}"
+        return f"http://{self.plan.gateway_address}:{self.plan.gateway.port}"
 
     def ports_taken(self) -> list[str]:
         """Ports of this plan that something already answers on: its health checks would be
         answered by that other process (seen: a second cluster 'healthy' in 1 s, the first one's)."""
-        wanted = [(s.options.host, s.port, s.name) for s in self.plan.servers]
+        wanted = [(s.address or LOCAL, s.port, s.name) for s in self.servers]
         wanted += [
-            (s.options.host, s.bootstrap_port, f"{s.name} bootstrap")
-            for s in self.plan.servers
+            (s.address or LOCAL, s.bootstrap_port, f"{s.name} bootstrap")
+            for s in self.servers
             if s.bootstrap_port
         ]
-        wanted.append((self.plan.gateway.host, self.plan.gateway.port, "gateway"))
+        if self.runs_gateway:
+            wanted.append((self.plan.gateway_address, self.plan.gateway.port, "gateway"))
         return [f"{host}:{port} ({name})" for host, port, name in wanted if port_in_use(host, port)]
 
     def start(self) -> None:
@@ -201,21 +99,29 @@ class Cluster:
                 "(stop it, or set first_port and router.port)"
             )
         try:
-            servers = [self._spawn(s.name, s.argv(), s.env(), f"{s.url}/health") for s in self.plan.servers]
+            servers = [self._spawn(s.name, s.argv(), s.env(), f"{s.url}/health") for s in self.servers]
             t0 = time.monotonic()
             self.startup_s.update(wait_healthy(servers, self.timeout_s))
-            gateway_file = self.log_dir / "gateway.json"
-            supervised = str(self.supervision_file)
-            gateway_config = msgspec.structs.replace(self.plan.gateway, supervision_file=supervised)
-            gateway_file.write_bytes(msgspec.json.encode(gateway_config))
-            argv = [sys.executable, "-m", "router", "--config", str(gateway_file)]
-            argv = pinned(self.plan.gateway_cpus) + argv
-            gateway = self._spawn("gateway", argv, None, f"{self.gateway_url}/health")
-            self.startup_s.update(wait_healthy([gateway], timeout_s=120))
+            if self.runs_gateway:
+                self._start_gateway()
             self.startup_s["cluster"] = time.monotonic() - t0
         except BaseException:
             self.stop()
             raise
+
+    def _start_gateway(self) -> None:
+        elsewhere = [f"{s.url}/health" for s in self.plan.servers if s.host_name not in self.here]
+        silent = wait_answering(elsewhere, self.timeout_s)
+        if silent:  # the gateway routes around them until its health checks see them up
+            log.warning("starting the gateway; not answering yet: %s", ", ".join(silent))
+        gateway_file = self.log_dir / "gateway.json"
+        supervised = str(self.supervision_file)
+        gateway_config = msgspec.structs.replace(self.plan.gateway, supervision_file=supervised)
+        gateway_file.write_bytes(msgspec.json.encode(gateway_config))
+        argv = [sys.executable, "-m", "router", "--config", str(gateway_file)]
+        argv = pinned(self.plan.gateway_cpus) + argv
+        gateway = self._spawn("gateway", argv, None, f"{self.gateway_url}/health")
+        self.startup_s.update(wait_healthy([gateway], timeout_s=120))
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None, health: str) -> ManagedProcess:
         proc = ManagedProcess(name, argv, env or dict(os.environ), self.log_dir / f"{name}.log", health)

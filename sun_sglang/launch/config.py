@@ -11,6 +11,7 @@ from router.config import TASK_NAME, Timeouts
 from router.policy import CacheAwareConfig
 from router.pools import PrefillPolicy
 from sun_sglang.adapters import ALL_LINEAR
+from sun_sglang.launch.hosts import HostConfig, Placement, PortRange, names
 from sun_sglang.launch.roles import Backend
 from sun_sglang.launch.supervise import SupervisionConfig
 
@@ -23,6 +24,7 @@ class TaskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     replicas: int = 1
     adapter: str | None = None  # a peft LoRA adapter folder or model name, trained on the base
     pool: str | None = None  # the prefill pool (prefill_pools) that serves it
+    host: Placement = None  # a name from hosts:, or a list that the replicas go round
 
 
 class PrefillPoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -34,14 +36,16 @@ class PrefillPoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     target_modules: tuple[str, ...] = ALL_LINEAR
     max_loras_per_batch: int = 8  # adapters in one prefill batch
     max_loaded_loras: int | None = None  # adapters held in memory (None: no limit)
+    host: Placement = None
 
 
 class DecodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     replicas: int = 1
+    host: Placement = None
 
 
 class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # a name from hosts: (the gateway runs there), or the address it listens on
     port: int = 8000
     api_keys: list[str] = []  # if set, clients need "Authorization: Bearer KEY"
     admin_token: str | None = None  # enables the admin API (/admin/*)
@@ -83,6 +87,11 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     decode_env: dict[str, str] = {}  # e.g. SGLang's test-only SGLANG_TEST_DISAGG_FAILURE_PROB
     cpus: CpuPins = CpuPins()
     supervision: SupervisionConfig = SupervisionConfig()  # restarts of servers that exit or hang
+    # Several machines: host name -> address; tasks, pools, decode and router say where they run.
+    hosts: dict[str, HostConfig] = {}
+    transfer_ports: PortRange | None = None  # pin the transfer engines' ports (firewalls)
+    # SGLang's --api-key on every server: only who holds it (the gateway) gets past /health.
+    cluster_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -110,6 +119,25 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ValueError(f"prefill pool {name!r}: a plain name, replicas >= 1, max_lora_rank >= 1")
         if self.decode.replicas < 1:
             raise ValueError("decode.replicas must be at least 1")
+        self._check_placement()
+
+    def _check_placement(self) -> None:
+        placed = {f"task {n!r}": t.host for n, t in self.tasks.items() if t.adapter is None}
+        placed |= {f"prefill pool {n!r}": p.host for n, p in self.prefill_pools.items()}
+        placed["decode"] = self.decode.host
+        for what, placement in placed.items():
+            if placement is not None and not self.hosts:
+                raise ValueError(f"{what}: host: needs a hosts: map of names to addresses")
+            if self.hosts and placement is None:
+                raise ValueError(f"{what}: a cluster with hosts: places every server (host: NAME)")
+            unknown = [h for h in names(placement) if h not in self.hosts]
+            if unknown or placement == []:
+                raise ValueError(f"{what}: host {unknown or placement} not in hosts: {sorted(self.hosts)}")
+        if self.hosts and self.router.host not in self.hosts:
+            raise ValueError(f"router.host {self.router.host!r}: name one of hosts: {sorted(self.hosts)}")
+        for name in self.hosts:
+            if not TASK_NAME.match(name):
+                raise ValueError(f"host name {name!r}: use letters, digits, '_', '.', '-' only")
 
     @property
     def server_count(self) -> int:

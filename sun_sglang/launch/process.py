@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def answers(health_url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(health_url, timeout=timeout_s) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 class ServerFailed(RuntimeError):
     """A server exited or did not become healthy in time."""
 
@@ -52,11 +60,7 @@ class ManagedProcess:
     def healthy(self) -> bool:
         if self.health_url is None:
             return self.exit_code() is None
-        try:
-            with urllib.request.urlopen(self.health_url, timeout=2) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers(self.health_url)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -145,3 +149,16 @@ def wait_healthy(procs: list[ManagedProcess], timeout_s: float, poll_s: float = 
             )
         time.sleep(poll_s)
     return ready
+
+
+def wait_answering(health_urls: list[str], timeout_s: float, poll_s: float = 1.0) -> list[str]:
+    """Wait for servers this launcher did not start (other hosts) to answer their health
+    checks; return those still silent after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(health_urls)
+    while pending:
+        pending = [url for url in pending if not answers(url)]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(poll_s)
+    return pending

@@ -15,6 +15,8 @@ from typing import Literal
 
 import msgspec
 
+from sun_sglang.launch.hosts import PortRange, is_loopback
+
 Role = Literal["prefill", "decode"]
 Backend = Literal["mooncake_tcp", "mooncake", "nixl"]
 Device = Literal["cpu", "cuda"]
@@ -56,7 +58,11 @@ class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     device: Device = "cpu"
     transfer_backend: Backend = "mooncake_tcp"
     kv_cache_dtype: str = "auto"
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # what the server listens on (HTTP, bootstrap)
+    advertise: str | None = None  # the address other hosts reach it at (default: host)
+    net_device: str | None = None  # the interface of that address (UCX_NET_DEVICES on CPU)
+    transfer_ports: PortRange | None = None  # the transfer engines' listening ports
+    api_key: str | None = None  # SGLang's --api-key: only the gateway (which sends it) gets in
     max_total_tokens: int | None = 4096
     extra_args: list[str] = []
     cpus: str | None = None  # run under `taskset -c CPUS`
@@ -96,10 +102,17 @@ class ServerSpec(msgspec.Struct, frozen=True):
     bootstrap_port: int | None = None  # prefill only
     served_model_name: str | None = None
     lora: LoraServing | None = None  # prefill only: a multi-LoRA prefill server
+    host_name: str | None = None  # where it runs (the cluster file's hosts:); None: this machine
+
+    @property
+    def address(self) -> str | None:
+        """Where the other hosts reach it (None: bound to every interface, none given)."""
+        opts = self.options
+        return opts.advertise or (None if opts.host in ("0.0.0.0", "::") else opts.host)
 
     @property
     def url(self) -> str:
-        return f"http://{self.options.host}:{self.port}"
+        return f"http://{self.address or '127.0.0.1'}:{self.port}"
 
     def argv(self) -> list[str]:
         opts = self.options
@@ -126,6 +139,8 @@ class ServerSpec(msgspec.Struct, frozen=True):
         ]
         if self.served_model_name:
             argv += ["--served-model-name", self.served_model_name]
+        if opts.api_key:
+            argv += ["--api-key", opts.api_key]
         if opts.max_total_tokens:
             argv += ["--max-total-tokens", str(opts.max_total_tokens)]
         if self.role == "prefill":
@@ -143,13 +158,24 @@ class ServerSpec(msgspec.Struct, frozen=True):
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
-        host = self.options.host
-        env["SGLANG_HOST_IP"] = host  # else the transfer engine advertises the LAN address
-        env["NO_PROXY"] = env["no_proxy"] = f"{host},localhost,127.0.0.1"
-        if self.options.transfer_backend == "mooncake_tcp":
+        opts, address = self.options, self.address
+        if address:
+            # What the bootstrap, ZMQ control and transfer endpoints advertise (and ZMQ binds):
+            # else SGLang guesses from the default route, or fails where there is none.
+            env["SGLANG_HOST_IP"] = address
+        no_proxy = [a for a in (address, "localhost", "127.0.0.1") if a]
+        env["NO_PROXY"] = env["no_proxy"] = ",".join(dict.fromkeys(no_proxy))
+        if opts.transfer_backend == "mooncake_tcp":
             env["MC_FORCE_TCP"] = "1"
-        if self.options.device == "cpu":
+        if opts.transfer_ports is not None:
+            env.update(opts.transfer_ports.env())
+        if opts.device == "cpu":
             env["SGLANG_USE_CPU_ENGINE"] = "1"
-            env.setdefault("UCX_NET_DEVICES", "lo")
-        env.update(self.options.extra_env)
+            # UCX offers every interface it may use; a peer on another host dialling this
+            # host's loopback address reaches itself and the transfer hangs.
+            if opts.net_device:
+                env["UCX_NET_DEVICES"] = opts.net_device
+            elif address is None or is_loopback(address):
+                env.setdefault("UCX_NET_DEVICES", "lo")
+        env.update(opts.extra_env)
         return env

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from sun_sglang.launch.cluster import resolve_model
-from sun_sglang.models import prepare
+from sun_sglang.models import prepare, resolve_model
 from sun_sglang.quant import decode_module
 from sun_sglang.train.loop import TrainConfig, train_and_export
 

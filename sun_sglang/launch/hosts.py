@@ -1,0 +1,80 @@
+"""Where each server runs: the cluster file's hosts, addresses and transfer port ranges.
+
+One cluster file describes every host; each host runs `launch cluster --config FILE` and starts
+the servers placed on it (and the gateway, if placed there). A host is known by its address: the
+one the other hosts reach it at, which SGLang also advertises (SGLANG_HOST_IP) for its bootstrap,
+ZMQ control and transfer endpoints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import msgspec
+import psutil
+
+LOCAL = "127.0.0.1"
+_ANY = {"0.0.0.0", "::"}
+
+
+class HostConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    address: str  # reachable from the other hosts; must be an address of one of this host's interfaces
+    bind: str | None = None  # what the servers listen on (default: address; "0.0.0.0": every interface)
+    env: dict[str, str] = {}  # added to this host's servers (e.g. UCX_NET_DEVICES, MC_GID_INDEX)
+
+    def __post_init__(self) -> None:
+        ipaddress.ip_address(self.address)  # ValueError names it: hostnames resolve differently per host
+        if self.address in _ANY:
+            raise ValueError(f"host address {self.address}: give the address the other hosts reach")
+
+    @property
+    def listen(self) -> str:
+        return self.bind or self.address
+
+
+class PortRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The transfer engines' listening ports, so that a firewall can name them: mooncake's RPC
+    and data port (MC_MIN_RPC_PORT..MC_MAX_RPC_PORT), UCX's TCP ports (UCX_TCP_PORT_RANGE)."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        if not 1024 <= self.low <= self.high <= 65535:
+            raise ValueError(f"transfer_ports {self.low}-{self.high}: need 1024 <= low <= high <= 65535")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MC_MIN_RPC_PORT": str(self.low),
+            "MC_MAX_RPC_PORT": str(self.high),
+            "UCX_TCP_PORT_RANGE": f"{self.low}-{self.high}",
+        }
+
+
+Placement = str | list[str] | None  # a host name, replicas spread over several, or this machine
+
+
+def host_of(placement: Placement, replica: int) -> str | None:
+    """The host of replica `replica`: replicas go round the listed hosts in order."""
+    if placement is None or isinstance(placement, str):
+        return placement
+    return placement[replica % len(placement)]
+
+
+def names(placement: Placement) -> list[str]:
+    if placement is None:
+        return []
+    return [placement] if isinstance(placement, str) else list(placement)
+
+
+def local_addresses() -> dict[str, str]:
+    """This machine's interface addresses -> interface names (psutil). Read once, at the edge."""
+    found: dict[str, str] = {}
+    for iface, addrs in psutil.net_if_addrs().items():
+        for addr in addrs:
+            found.setdefault(addr.address.split("%")[0], iface)
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
