@@ -1,4 +1,4 @@
-"""python -m router --config gateway.json"""
+"""python -m router --config gateway.json [--secrets secrets.json]"""
 
 from __future__ import annotations
 
@@ -45,8 +45,16 @@ async def serve(app: web.Application, config: GatewayConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m router")
     parser.add_argument("--config", required=True, help="gateway config (JSON or YAML)")
+    parser.add_argument(
+        "--secrets", help="JSON: api_keys, admin_token, server_api_key, overriding the config's"
+    )
     args = parser.parse_args(argv)
     config = gateway_config.load(args.config)
+    if args.secrets:
+        try:
+            config = gateway_config.with_secrets(config, gateway_config.load_secrets(args.secrets))
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = build_app(config)
     # The tokenizers (transformers) leave a large heap of long-lived objects; frozen, the cyclic

@@ -93,3 +93,24 @@ def load(path: str | Path) -> GatewayConfig:
     if str(path).endswith((".yaml", ".yml")):
         return msgspec.yaml.decode(data, type=GatewayConfig)
     return msgspec.json.decode(data, type=GatewayConfig)
+
+
+class GatewaySecrets(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What `--secrets FILE` (JSON) overrides in the config: kept out of a config that many can read
+    (a Kubernetes ConfigMap). A field left out keeps the config's value."""
+
+    api_keys: list[str] | msgspec.UnsetType = msgspec.UNSET
+    admin_token: str | None | msgspec.UnsetType = msgspec.UNSET
+    server_api_key: str | None | msgspec.UnsetType = msgspec.UNSET
+
+
+def load_secrets(path: str | Path) -> GatewaySecrets:
+    try:
+        return msgspec.json.decode(Path(path).read_bytes(), type=GatewaySecrets)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def with_secrets(config: GatewayConfig, secrets: GatewaySecrets) -> GatewayConfig:
+    given = {f: v for f in secrets.__struct_fields__ if (v := getattr(secrets, f)) is not msgspec.UNSET}
+    return msgspec.structs.replace(config, **given)

@@ -90,6 +90,11 @@ async def _raise_for_status(server: str, resp: Response) -> None:
     if resp.status == 200:
         return
     text = (await resp.read()).decode(errors="replace")
+    if resp.status in (401, 403):  # the gateway's own key is wrong: not the client's fault
+        raise UpstreamError(
+            f"{server}: HTTP {resp.status}: the server refused the gateway's key "
+            "(the servers' --api-key must be the gateway's server_api_key: the cluster's cluster_key)"
+        )
     try:
         message = msgspec.json.decode(text).get("error", {}).get("message") or text
     except (msgspec.DecodeError, AttributeError):

@@ -29,6 +29,8 @@ class StubState:
     garbage: bool = False  # answer 200 with a body that is not SGLang's (not JSON, broken SSE)
     loras: set[str] | None = None  # LoRA adapters loaded (None: a server without --enable-lora)
     refuse_loads: bool = False  # /load_lora_adapter answers 400
+    api_key: str | None = None  # like SGLang's --api-key: 401 without it, except /health
+    authorization: list[tuple[str, str | None]] = field(default_factory=list)  # (path, header) seen
 
 
 def stub_app(state: StubState) -> web.Application:
@@ -105,7 +107,15 @@ def stub_app(state: StubState) -> web.Application:
             raise web.HTTPNotFound()
         return web.json_response({"loads": [{"dp_rank": 0, "num_total_tokens": state.reported_tokens}]})
 
-    app = web.Application()
+    @web.middleware
+    async def auth(request: web.Request, handler):  # noqa: ANN001, ANN202
+        header = request.headers.get("Authorization")
+        state.authorization.append((request.path, header))
+        if state.api_key and not request.path.startswith("/health") and header != f"Bearer {state.api_key}":
+            return web.json_response({"error": "Invalid API Key"}, status=401)
+        return await handler(request)
+
+    app = web.Application(middlewares=[auth])
     app.router.add_get("/v1/loads", loads)
     app.router.add_get("/server_info", server_info)
     app.router.add_post("/generate", generate)

@@ -81,11 +81,9 @@ class Cluster:
         """Ports of this plan that something already answers on: its health checks would be
         answered by that other process (seen: a second cluster 'healthy' in 1 s, the first one's)."""
         wanted = [(s.address or LOCAL, s.port, s.name) for s in self.servers]
-        wanted += [
-            (s.address or LOCAL, s.bootstrap_port, f"{s.name} bootstrap")
-            for s in self.servers
-            if s.bootstrap_port
-        ]
+        for s in self.servers:
+            named = {"bootstrap": s.bootstrap_port, "dist": s.dist_port}
+            wanted += [(s.address or LOCAL, port, f"{s.name} {what}") for what, port in named.items() if port]
         if self.runs_gateway:
             wanted.append((self.plan.gateway_address, self.plan.gateway.port, "gateway"))
         return [f"{host}:{port} ({name})" for host, port, name in wanted if port_in_use(host, port)]

@@ -49,6 +49,8 @@ class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 8000
     api_keys: list[str] = []  # if set, clients need "Authorization: Bearer KEY"
     admin_token: str | None = None  # enables the admin API (/admin/*)
+    # Hosts whose servers the admin API may join (default: loopback and every address of hosts:).
+    admin_allowed_hosts: list[str] | None = None
     timeouts: Timeouts = Timeouts()  # connect, first token, between tokens, whole request
     health_interval_s: float = 5.0  # worker health probes (0: off)
     health_timeout_s: float = 5.0
@@ -78,7 +80,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dtype: str = "auto"  # one explicit dtype for every server, resolved from the base if auto
     kv_cache_dtype: str = "auto"
     max_total_tokens: int | None = 4096
-    first_port: int = 30000  # servers take ports from here; bootstrap ports from here + 500
+    first_port: int = 30000  # servers take ports from here; bootstrap +500, torch.distributed +1000
     log_dir: str | None = None
     startup_timeout_s: float = 300.0
     prefill_args: list[str] = []  # passed through to every prefill server
@@ -90,6 +92,9 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Several machines: host name -> address; tasks, pools, decode and router say where they run.
     hosts: dict[str, HostConfig] = {}
     transfer_ports: PortRange | None = None  # pin the transfer engines' ports (firewalls)
+    # SGLang's ZMQ control sockets (prefill <-> decode) bind port 0: the host's ephemeral range,
+    # net.ipv4.ip_local_port_range. Set it on each host (the launcher checks); k8s sets it per pod.
+    control_ports: PortRange | None = None
     # SGLang's --api-key on every server: only who holds it (the gateway) gets past /health.
     cluster_key: str | None = None
 

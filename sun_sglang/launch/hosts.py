@@ -9,9 +9,13 @@ ZMQ control and transfer endpoints.
 from __future__ import annotations
 
 import ipaddress
+import logging
+from pathlib import Path
 
 import msgspec
 import psutil
+
+log = logging.getLogger("sun.launch")
 
 LOCAL = "127.0.0.1"
 _ANY = {"0.0.0.0", "::"}
@@ -78,3 +82,43 @@ def local_addresses() -> dict[str, str]:
 
 def is_loopback(address: str) -> bool:
     return ipaddress.ip_address(address).is_loopback
+
+
+def this_host(
+    hosts: dict[str, HostConfig], named: list[str], interfaces: dict[str, str]
+) -> frozenset[str | None] | None:
+    """The hosts of the cluster file that this machine is: named, or those whose address is one
+    of this machine's interfaces. None when the file has no hosts (everything runs here)."""
+    if not hosts:
+        if named:
+            raise ValueError("--this-host: the cluster file has no hosts:")
+        return None
+    unknown = [n for n in named if n not in hosts]
+    if unknown:
+        raise ValueError(f"--this-host {unknown}: not in hosts: {sorted(hosts)}")
+    here = named or [n for n, h in hosts.items() if h.address in interfaces]
+    if not here:
+        raise ValueError(f"no host of {sorted(hosts)} has an address of this machine: give --this-host NAME")
+    return frozenset(here)
+
+
+def check_control_ports(
+    wanted: PortRange, proc: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")
+) -> None:
+    """SGLang's ZMQ control sockets bind port 0: they land in the host's ephemeral range, which
+    only the host's sysctl sets. Said at start, where a firewall would otherwise drop them."""
+    try:
+        low, high = (int(x) for x in proc.read_text().split())
+    except (OSError, ValueError):
+        return
+    if (low, high) != (wanted.low, wanted.high):
+        log.warning(
+            "control_ports %d-%d, but this host's ephemeral range is %d-%d: "
+            "sysctl -w net.ipv4.ip_local_port_range='%d %d'",
+            wanted.low,
+            wanted.high,
+            low,
+            high,
+            wanted.low,
+            wanted.high,
+        )

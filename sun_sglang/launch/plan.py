@@ -16,6 +16,7 @@ from sun_sglang.models import resolve_model
 from sun_sglang.quant import decode_module
 
 _BOOTSTRAP_OFFSET = 500
+_DIST_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
             port=port,
             dtype=dtype,
             bootstrap_port=port + _BOOTSTRAP_OFFSET if role == "prefill" else None,
+            dist_port=port + _DIST_OFFSET,
             served_model_name=task,
             lora=lora,
             host_name=host_name,
@@ -159,6 +161,8 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
         port=config.router.port,
         api_keys=config.router.api_keys,
         admin_token=config.router.admin_token,
+        admin_allowed_hosts=config.router.admin_allowed_hosts
+        or [LOCAL, "localhost", "::1", *(h.address for h in config.hosts.values())],
         timeouts=config.router.timeouts,
         health_interval_s=config.router.health_interval_s,
         health_timeout_s=config.router.health_timeout_s,

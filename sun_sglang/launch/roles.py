@@ -103,6 +103,9 @@ class ServerSpec(msgspec.Struct, frozen=True):
     served_model_name: str | None = None
     lora: LoraServing | None = None  # prefill only: a multi-LoRA prefill server
     host_name: str | None = None  # where it runs (the cluster file's hosts:); None: this machine
+    # torch.distributed's TCPStore (SGLang's --nccl-port): listens on every interface, so it is
+    # named rather than left to SGLang's random pick; only its own ranks (this host) connect.
+    dist_port: int | None = None
 
     @property
     def address(self) -> str | None:
@@ -141,6 +144,8 @@ class ServerSpec(msgspec.Struct, frozen=True):
             argv += ["--served-model-name", self.served_model_name]
         if opts.api_key:
             argv += ["--api-key", opts.api_key]
+        if self.dist_port is not None:
+            argv += ["--nccl-port", str(self.dist_port)]
         if opts.max_total_tokens:
             argv += ["--max-total-tokens", str(opts.max_total_tokens)]
         if self.role == "prefill":
