@@ -13,6 +13,12 @@ from router.pools import DecodePolicy, PrefillPolicy
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def check_key(what: str, key: str) -> None:
+    """A key that goes into HTTP headers and argv: printable ASCII, no spaces, no leading '-'."""
+    if not re.fullmatch(r"[!-~]{8,}", key) or key.startswith("-"):
+        raise ValueError(f"{what}: 8 or more printable ASCII characters, no spaces, not starting with '-'")
+
+
 class PrefillWorker(msgspec.Struct, frozen=True):
     url: str  # http://host:port of an SGLang server in --disaggregation-mode prefill
     bootstrap_port: int
@@ -72,6 +78,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     supervision_file: str | None = None  # the launcher's supervisor state (shown in /admin/workers, /metrics)
 
     def __post_init__(self) -> None:
+        if self.server_api_key is not None:
+            check_key("server_api_key", self.server_api_key)
         for name, task in self.tasks.items():
             if not TASK_NAME.match(name):
                 raise ValueError(f"task name {name!r}: use letters, digits, '_', '.', '-' only")

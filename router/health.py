@@ -54,6 +54,8 @@ async def server_tokens(session: aiohttp.ClientSession, url: str, timeout_s: flo
         async with session.get(
             f"{url}/v1/loads?include=core", timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as resp:
+            if resp.status in (401, 403):  # /health is open, so only here does a wrong key show
+                log.error("%s refused the gateway's key (server_api_key: the servers' --api-key)", url)
             if resp.status != 200:
                 return None
             loads = (await resp.json(content_type=None))["loads"]

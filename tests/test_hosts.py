@@ -15,6 +15,10 @@ from sun_sglang.launch.hosts import PortRange, check_control_ports, this_host
 from sun_sglang.launch.plan import plan
 from sun_sglang.launch.role_command import _redacted
 
+ONE_HOST = (
+    "tasks: {a: {model_path: x, host: h}}\ndecode: {host: h}\nrouter: {host: h}\n"
+    "hosts: {h: {address: 10.0.0.1}}\n"
+)
 HOSTS = """
 hosts:
   d: {address: 10.0.0.2}
@@ -23,7 +27,7 @@ hosts:
   g: {address: 10.0.0.5, bind: 0.0.0.0}
 router: {host: g, port: 8000}
 transfer_ports: {low: 20000, high: 20099}
-cluster_key: k3y
+cluster_key: k3y-cluster
 """
 
 
@@ -58,9 +62,10 @@ def test_each_server_binds_and_advertises_its_hosts_address(
     # UCX on the host's interface (a peer dialling this host's loopback would reach itself).
     assert p1.env({})["UCX_NET_DEVICES"] == "eth1" and p1.env({})["UCX_TLS"] == "tcp"
     assert "UCX_NET_DEVICES" not in p2.env({})  # not this machine: its own launcher names it
+    assert p1.env({})["MC_TCP_BIND_ADDRESS"] == "10.0.0.3" and "MC_TCP_BIND_ADDRESS" not in p2.env({})
     gateway = cluster.gateway
     assert gateway.host == "0.0.0.0" and cluster.gateway_address == "10.0.0.5"
-    assert gateway.server_api_key == "k3y" and gateway.decode == [decode.url]
+    assert gateway.server_api_key == "k3y-cluster" and gateway.decode == [decode.url]
     assert [w.url for w in gateway.tasks["math"].prefill] == [
         by_name[f"prefill-math-{r}"].url for r in range(3)
     ]
@@ -101,6 +106,36 @@ def test_one_machine_clusters_stay_on_loopback(tmp_path: Path, tiny_base: Path, 
         ("tasks: {a: {model_path: x}}\nhosts: {h: {address: gpu-node-1}}\n", "does not appear to be an IPv4"),
         ("tasks: {a: {model_path: x}}\nhosts: {h: {address: 0.0.0.0}}\n", "give the address the other hosts"),
         ("tasks: {a: {model_path: x}}\ntransfer_ports: {low: 20100, high: 20000}\n", "need 1024 <= low"),
+        ("tasks: {a: {model_path: x}}\nhosts: {h: {address: 127.0.0.2}}\n", "loopback"),
+        ("tasks: {a: {model_path: x}}\nhosts: {h: {address: 'fd00::2'}}\n", "IPv4 only"),
+        ("tasks: {a: {model_path: x}}\nhosts: {h: {address: 10.0.0.1, bind: 10.0.0.9}}\n", "its address or"),
+        (
+            ONE_HOST,
+            "across hosts needs cluster_key",
+        ),
+        (
+            ONE_HOST + "cluster_key: short\n",
+            "8 or more printable",
+        ),
+        (
+            ONE_HOST + "cluster_key: -starts-with-a-dash\n",
+            "not starting with",
+        ),
+        (
+            "tasks: {a: {adapter: x, pool: p, host: h}}\nprefill_pools: {p: {}}\n",
+            "an adapter runs on its pool's servers",
+        ),
+        ("tasks: {a: {model_path: x}}\ntransfer_ports: {low: 30500, high: 30600}\n", "overlaps the servers"),
+        (
+            "tasks: {a: {model_path: x}}\ntransfer_ports: {low: 20000, high: 20999}\n"
+            "control_ports: {low: 20500, high: 21999}\n",
+            "overlap",
+        ),
+        (
+            "tasks: {a: {model_path: x}}\ncluster_key: a-good-key-1\n"
+            "prefill_args: [--tokenizer-worker-num, '2']\n",
+            "ignores --api-key",
+        ),
     ],
 )
 def test_bad_placements_are_refused(tmp_path: Path, body: str, message: str) -> None:
@@ -113,7 +148,9 @@ def test_this_host_by_address_or_name() -> None:
         b"d: {address: 10.0.0.2}\np: {address: 10.0.0.3}", type=dict[str, cluster_config.HostConfig]
     )
     assert this_host(config_hosts, [], {"10.0.0.3": "eth0", "127.0.0.1": "lo"}) == {"p"}
-    assert this_host(config_hosts, ["d"], {}) == {"d"}
+    assert this_host(config_hosts, ["d"], {"10.0.0.2": "eth0"}) == {"d"}
+    with pytest.raises(ValueError, match=r"--this-host d \(10.0.0.2\): not an address of this machine"):
+        this_host(config_hosts, ["d"], {"10.0.0.3": "eth0"})
     with pytest.raises(ValueError, match="give --this-host NAME"):
         this_host(config_hosts, [], {"192.168.1.9": "eth0"})
     with pytest.raises(ValueError, match=r"--this-host \['x'\]"):

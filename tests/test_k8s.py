@@ -4,7 +4,6 @@ and wired right: per-pod bootstrap hosts, probes, secrets only in the Secret, Ne
 from __future__ import annotations
 
 import copy
-import json
 import stat
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from router.config import GatewayConfig, GatewaySecrets, with_secrets
 from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch import role_command
 from sun_sglang.launch.__main__ import main as launch_main
-from sun_sglang.launch.k8s import K8sOptions, dump, manifests
+from sun_sglang.launch.k8s import KEY_DIGEST, K8sOptions, dump, manifests
 
 NS = "sun-test"
 SECRETS = ("client-key-123", "admin-token-456", "cluster-key-789")
@@ -45,6 +44,7 @@ tasks:
 prefill_pools:
   lora: {replicas: 2, max_lora_rank: 16, max_loaded_loras: 4}
 router: {api_keys: [client-key-123], admin_token: admin-token-456}
+cluster_key: cluster-key-789
 """
 # A QSUN base: the packed checkpoint of the QSUN folder (what a GPU decode server serves).
 QSUN = """
@@ -231,13 +231,17 @@ def test_secrets_are_only_in_the_secret() -> None:
     assert (merged.api_keys, merged.admin_token, merged.server_api_key) == (["client-key-123"], *SECRETS[1:])
 
 
-def test_without_a_cluster_key_one_is_generated() -> None:
-    docs = _docs(LORA_POOL)
-    (secret,) = _kind(docs, "Secret")
-    key = secret["stringData"]["SUN_CLUSTER_KEY"]
-    assert len(key) >= 32
-    assert json.loads(secret["stringData"]["secrets.json"])["server_api_key"] == key
-    assert key not in yaml.safe_dump_all([d for d in docs if d["kind"] != "Secret"])
+def test_a_cluster_key_is_required_and_a_new_one_rolls_every_pod() -> None:
+    with pytest.raises(ValueError, match="launch k8s needs cluster_key"):
+        _docs(LORA_POOL.replace("cluster_key: cluster-key-789\n", ""))
+
+    def digests(text: str) -> set[str]:
+        pods = _kind(_docs(text), "StatefulSet") + _kind(_docs(text), "Deployment")
+        return {d["spec"]["template"]["metadata"]["annotations"][KEY_DIGEST] for d in pods}
+
+    before, after = digests(LORA_POOL), digests(LORA_POOL.replace("cluster-key-789", "cluster-key-790"))
+    assert len(before) == len(after) == 1 and before != after
+    assert "cluster-key-789" not in before.pop()
 
 
 def test_network_policies_open_each_port_to_its_peers_only() -> None:

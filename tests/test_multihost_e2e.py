@@ -147,6 +147,14 @@ def test_cluster_across_hosts(backend: str, tmp_path: Path, record_property) -> 
                     and not netns.EPHEMERAL[0] <= p <= netns.EPHEMERAL[1]  # ZMQ: control_ports
                 ]
                 assert not stray, f"{host}: listening outside the named ports: {stray}"
+                # Bound to the host's address (bind is the address here), but for torch.distributed's
+                # TCPStore, which takes every interface whatever it is told (only loopback uses it).
+                wild = [
+                    (addr, p)
+                    for addr, p in hosts.listening(host)
+                    if addr in ("*", "0.0.0.0") and p != port + 1000
+                ]
+                assert not wild, f"{host}: listening on every interface: {wild}"
             to_decode = {p for addr, p in hosts.connections("pa") if addr == a["dec"]}
             transfer = sorted(p for p in to_decode if low <= p <= high)
             assert transfer, f"no connection from prefill to a decode port in {low}-{high}: {to_decode}"

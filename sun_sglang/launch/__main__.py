@@ -39,7 +39,13 @@ def run_cluster(args: argparse.Namespace) -> int:
         here = this_host(config.hosts, args.this_host, interfaces)
         cluster_plan = plan(config, device, interfaces)
     except (compat.IncompatibleCheckpoint, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        # Every host plans the whole cluster (the gateway's routes, the rechecks before restarts).
+        also = (
+            " (every host needs every checkpoint at the same path)"
+            if isinstance(err, FileNotFoundError)
+            else ""
+        )
+        print(f"error: {err}{also}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log_dir = Path(config.log_dir) if config.log_dir else home() / "logs" / time.strftime("%Y%m%d-%H%M%S")

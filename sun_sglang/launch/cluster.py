@@ -17,6 +17,7 @@ from sun_sglang.launch.process import (
     ManagedProcess,
     ServerFailed,
     port_in_use,
+    refuses_key,
     stop_all,
     wait_answering,
     wait_healthy,
@@ -89,7 +90,9 @@ class Cluster:
         return [f"{host}:{port} ({name})" for host, port, name in wanted if port_in_use(host, port)]
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Private: the gateway's config holds the keys, and SGLang logs its server_args (--api-key).
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.log_dir.chmod(0o700)
         taken = self.ports_taken()
         if taken:
             raise ServerFailed(
@@ -112,10 +115,17 @@ class Cluster:
         silent = wait_answering(elsewhere, self.timeout_s)
         if silent:  # the gateway routes around them until its health checks see them up
             log.warning("starting the gateway; not answering yet: %s", ", ".join(silent))
+        key = self.plan.gateway.server_api_key
+        if key and (refused := [s.url for s in self.plan.servers if refuses_key(s.url, key)]):
+            raise ServerFailed(
+                f"{', '.join(refused)} refused the cluster key: is cluster_key the same on every host?"
+            )
         gateway_file = self.log_dir / "gateway.json"
         supervised = str(self.supervision_file)
         gateway_config = msgspec.structs.replace(self.plan.gateway, supervision_file=supervised)
-        gateway_file.write_bytes(msgspec.json.encode(gateway_config))
+        fd = os.open(gateway_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(msgspec.json.encode(gateway_config))
         argv = [sys.executable, "-m", "router", "--config", str(gateway_file)]
         argv = pinned(self.plan.gateway_cpus) + argv
         gateway = self._spawn("gateway", argv, None, f"{self.gateway_url}/health")

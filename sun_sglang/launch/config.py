@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from router.config import TASK_NAME, Timeouts
+from router.config import TASK_NAME, Timeouts, check_key
 from router.policy import CacheAwareConfig
 from router.pools import PrefillPolicy
 from sun_sglang.adapters import ALL_LINEAR
@@ -79,7 +79,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: str = "auto"  # one explicit dtype for every server, resolved from the base if auto
     kv_cache_dtype: str = "auto"
-    max_total_tokens: int | None = 4096
+    max_total_tokens: int | None = None  # each server's KV cache in tokens (None: 4096 on CPU, else SGLang's)
     first_port: int = 30000  # servers take ports from here; bootstrap +500, torch.distributed +1000
     log_dir: str | None = None
     startup_timeout_s: float = 300.0
@@ -125,8 +125,47 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.decode.replicas < 1:
             raise ValueError("decode.replicas must be at least 1")
         self._check_placement()
+        self._check_ports()
+        self._check_key()
+
+    def kv_tokens(self, device: str) -> int | None:
+        """--max-total-tokens: as given, or 4096 on CPU (SGLang would size it from all memory)."""
+        return self.max_total_tokens or (4096 if device == "cpu" else None)
+
+    def _check_key(self) -> None:
+        if self.cluster_key is not None:
+            check_key("cluster_key", self.cluster_key)
+            args = self.prefill_args + self.decode_args
+            if any(a.startswith("--tokenizer-worker-num") for a in args):
+                # SGLang leaves its API-key middleware out with several tokenizer workers.
+                raise ValueError("cluster_key: SGLang ignores --api-key with --tokenizer-worker-num")
+        elif self.hosts:
+            raise ValueError(
+                "a cluster across hosts needs cluster_key (SGLang's --api-key on every server): "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+
+    def _check_ports(self) -> None:
+        # HTTP from first_port, bootstrap +500, torch.distributed +1000 (plan.py)
+        n = self.server_count
+        if n > 500 or self.first_port + 1000 + n > 65535:
+            raise ValueError(
+                f"first_port {self.first_port}: {n} servers need first_port + 1000 + {n} <= 65535"
+            )
+        taken = (self.first_port, self.first_port + 1000 + n)
+        for what, span in (("transfer_ports", self.transfer_ports), ("control_ports", self.control_ports)):
+            if span is not None and span.overlaps(*taken):
+                raise ValueError(
+                    f"{what} {span.low}-{span.high}: overlaps the servers' ports {taken[0]}-{taken[1]}"
+                )
+        t, c = self.transfer_ports, self.control_ports
+        if t is not None and c is not None and t.overlaps(c.low, c.high):
+            raise ValueError(f"transfer_ports {t.low}-{t.high} and control_ports {c.low}-{c.high} overlap")
 
     def _check_placement(self) -> None:
+        for name, t in self.tasks.items():
+            if t.adapter is not None and t.host is not None:
+                raise ValueError(f"task {name!r}: an adapter runs on its pool's servers: place the pool")
         placed = {f"task {n!r}": t.host for n, t in self.tasks.items() if t.adapter is None}
         placed |= {f"prefill pool {n!r}": p.host for n, p in self.prefill_pools.items()}
         placed["decode"] = self.decode.host

@@ -27,9 +27,15 @@ class HostConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     env: dict[str, str] = {}  # added to this host's servers (e.g. UCX_NET_DEVICES, MC_GID_INDEX)
 
     def __post_init__(self) -> None:
-        ipaddress.ip_address(self.address)  # ValueError names it: hostnames resolve differently per host
+        ip = ipaddress.ip_address(self.address)  # ValueError names it: hostnames resolve differently
         if self.address in _ANY:
             raise ValueError(f"host address {self.address}: give the address the other hosts reach")
+        if ip.is_loopback:  # every machine has it: each would take itself for this host
+            raise ValueError(f"host address {self.address}: loopback; give the host's own network address")
+        if ip.version != 4:
+            raise ValueError(f"host address {self.address}: IPv4 only for now (URLs and bootstrap hosts)")
+        if self.bind not in (None, self.address, "0.0.0.0"):
+            raise ValueError(f"host {self.address}: bind {self.bind!r}: its address or 0.0.0.0")
 
     @property
     def listen(self) -> str:
@@ -37,15 +43,19 @@ class HostConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PortRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The transfer engines' listening ports, so that a firewall can name them: mooncake's RPC
-    and data port (MC_MIN_RPC_PORT..MC_MAX_RPC_PORT), UCX's TCP ports (UCX_TCP_PORT_RANGE)."""
+    """Ports a firewall can name. transfer_ports: mooncake's RPC and data port
+    (MC_MIN_RPC_PORT..MC_MAX_RPC_PORT), UCX's TCP ports (UCX_TCP_PORT_RANGE). control_ports: the
+    host's ephemeral range, where SGLang's ZMQ sockets bind."""
 
     low: int
     high: int
 
     def __post_init__(self) -> None:
         if not 1024 <= self.low <= self.high <= 65535:
-            raise ValueError(f"transfer_ports {self.low}-{self.high}: need 1024 <= low <= high <= 65535")
+            raise ValueError(f"port range {self.low}-{self.high}: need 1024 <= low <= high <= 65535")
+
+    def overlaps(self, low: int, high: int) -> bool:
+        return self.low <= high and low <= self.high
 
     def env(self) -> dict[str, str]:
         return {
@@ -96,6 +106,8 @@ def this_host(
     unknown = [n for n in named if n not in hosts]
     if unknown:
         raise ValueError(f"--this-host {unknown}: not in hosts: {sorted(hosts)}")
+    if elsewhere := [f"{n} ({hosts[n].address})" for n in named if hosts[n].address not in interfaces]:
+        raise ValueError(f"--this-host {', '.join(elsewhere)}: not an address of this machine")
     here = named or [n for n, h in hosts.items() if h.address in interfaces]
     if not here:
         raise ValueError(f"no host of {sorted(hosts)} has an address of this machine: give --this-host NAME")

@@ -53,7 +53,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
         transfer_backend=config.transfer_backend,
         kv_cache_dtype=config.kv_cache_dtype,
         host=LOCAL,
-        max_total_tokens=config.max_total_tokens,
+        max_total_tokens=config.kv_tokens(device),
         transfer_ports=config.transfer_ports,
         api_key=config.cluster_key,
     )
@@ -79,7 +79,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
             host = config.hosts[host_name]
             net_device = (interfaces or {}).get(host.address) if device == "cpu" else None
             where = {"host": host.listen, "advertise": host.address, "net_device": net_device}
-            env = {**host.env, **env}
+            env = {**env, **host.env}  # the host's own settings (its NIC, say) win
         spec = ServerSpec(
             role=role,
             name=name,
@@ -98,7 +98,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
 
     def prefill_worker(spec: ServerSpec) -> PrefillWorker:  # its KV size bounds its prefix index
         assert spec.bootstrap_port is not None
-        return PrefillWorker(spec.url, spec.bootstrap_port, cache_tokens=config.max_total_tokens)
+        return PrefillWorker(spec.url, spec.bootstrap_port, cache_tokens=config.kv_tokens(device))
 
     n_decode = config.decode.replicas
     conventional = config.mode == "conventional"
@@ -161,8 +161,9 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
         port=config.router.port,
         api_keys=config.router.api_keys,
         admin_token=config.router.admin_token,
-        admin_allowed_hosts=config.router.admin_allowed_hosts
-        or [LOCAL, "localhost", "::1", *(h.address for h in config.hosts.values())],
+        admin_allowed_hosts=[LOCAL, "localhost", "::1", *(h.address for h in config.hosts.values())]
+        if config.router.admin_allowed_hosts is None
+        else config.router.admin_allowed_hosts,
         timeouts=config.router.timeouts,
         health_interval_s=config.router.health_interval_s,
         health_timeout_s=config.router.health_timeout_s,

@@ -13,10 +13,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Straight to the servers: a proxy from the environment (http_proxy) would stand in between.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 def answers(health_url: str, timeout_s: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(health_url, timeout=timeout_s) as resp:
+        with _DIRECT.open(health_url, timeout=timeout_s) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -37,7 +40,8 @@ class ManagedProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # keys get logged
+        with os.fdopen(fd, "ab") as log:
             # A new session: the server's own children (scheduler, detokenizer) share its group,
             # so one killpg stops them all.
             self.popen = subprocess.Popen(
@@ -162,3 +166,16 @@ def wait_answering(health_urls: list[str], timeout_s: float, poll_s: float = 1.0
             break
         time.sleep(poll_s)
     return pending
+
+
+def refuses_key(url: str, key: str, timeout_s: float = 5.0) -> bool:
+    """Does a server (SGLang with --api-key) refuse this key? Its /health is open to all, so a
+    wrong key shows only on another endpoint."""
+    req = urllib.request.Request(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with _DIRECT.open(req, timeout=timeout_s):
+            return False
+    except urllib.error.HTTPError as err:
+        return err.code in (401, 403)
+    except OSError:
+        return False

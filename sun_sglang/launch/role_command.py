@@ -42,6 +42,7 @@ def _add_serve_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     parser.add_argument("--kv-cache-dtype", default="auto")
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"])
     parser.add_argument("--max-total-tokens", type=int, default=None)
+    parser.add_argument("--nccl-port", type=int, help="torch.distributed's port (default: --port + 1000)")
 
 
 def _port_range(text: str | None) -> PortRange | None:
@@ -55,10 +56,9 @@ def _port_range(text: str | None) -> PortRange | None:
 
 def _role_spec(args: argparse.Namespace, extra: list[str]) -> ServerSpec:
     device = args.device or detect_device()
-    # A QSUN folder as the decode module: its packed/ (GPU) or dequantized/ (CPU) checkpoint.
-    model = resolve_model(args.model_path)
-    if args.role == "decode":
-        model = str(decode_module(model, device))
+    # A QSUN folder as the decode module (or a LoRA pool's base): its packed/ (GPU) or
+    # dequantized/ (CPU) checkpoint; any other folder is itself.
+    model = str(decode_module(resolve_model(args.model_path), device))
     reference = (
         str(decode_module(resolve_model(args.decode_model_path), device)) if args.role == "prefill" else model
     )
@@ -87,6 +87,7 @@ def _role_spec(args: argparse.Namespace, extra: list[str]) -> ServerSpec:
         options=options,
         bootstrap_port=getattr(args, "bootstrap_port", None),
         served_model_name=getattr(args, "task", None),
+        dist_port=args.nccl_port or args.port + 1000,
     )
 
 

@@ -143,7 +143,7 @@ class ServerSpec(msgspec.Struct, frozen=True):
         if self.served_model_name:
             argv += ["--served-model-name", self.served_model_name]
         if opts.api_key:
-            argv += ["--api-key", opts.api_key]
+            argv.append(f"--api-key={opts.api_key}")
         if self.dist_port is not None:
             argv += ["--nccl-port", str(self.dist_port)]
         if opts.max_total_tokens:
@@ -174,6 +174,8 @@ class ServerSpec(msgspec.Struct, frozen=True):
             env["MC_FORCE_TCP"] = "1"
         if opts.transfer_ports is not None:
             env.update(opts.transfer_ports.env())
+        if address and opts.host == address:
+            env["MC_TCP_BIND_ADDRESS"] = address  # else mooncake's listener takes every interface
         if opts.device == "cpu":
             env["SGLANG_USE_CPU_ENGINE"] = "1"
             # UCX offers every interface it may use; a peer on another host dialling this

@@ -17,7 +17,7 @@ Prefill pods carry the annotation sglang.ai/bootstrap-port; every server listens
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from typing import Any
 
 import yaml
@@ -31,17 +31,29 @@ from sun_sglang.launch.k8s.workloads import Manifest, gateway, headless_service,
 __all__ = ["K8sOptions", "dns_label", "dump", "manifests"]
 
 
+KEY_DIGEST = "sun-sglang/cluster-key-sha256"
+
+
 def manifests(config: ClusterConfig, options: K8sOptions) -> list[Manifest]:
-    """Without a cluster_key in the file, a random one: the servers are never open (each
-    generation makes a new one: apply the whole output, or set cluster_key)."""
+    """The cluster_key is required: one made up per run would differ from the running pods' after
+    a re-apply. Its digest is in every pod template, so a new key rolls every pod."""
+    if config.cluster_key is None:
+        raise ValueError(
+            "launch k8s needs cluster_key in the cluster file (every server's --api-key, kept in the "
+            "Secret): python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     k8s_plan = plan(config, options)
-    docs = [secret(config, options, config.cluster_key or secrets.token_hex(32))]
+    docs = [secret(config, options, config.cluster_key)]
     for server_set in k8s_plan.sets:
         docs += [headless_service(server_set, options), statefulset(server_set, options)]
     docs += gateway(k8s_plan.gateway, options)
     docs += network_policies(config, options)
     if options.discovery_rbac:
         docs += discovery_rbac(options)
+    digest = hashlib.sha256(config.cluster_key.encode()).hexdigest()[:16]
+    for doc in docs:
+        if doc["kind"] in ("StatefulSet", "Deployment"):
+            doc["spec"]["template"]["metadata"].setdefault("annotations", {})[KEY_DIGEST] = digest
     return docs
 
 

@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     kube.add_argument("--models-mount", default="/models", help="where pods see it: the file's paths")
     kube.add_argument("--gpus", type=int, default=1, help="per server (more: --tp-size)")
     kube.add_argument("--rdma-device", help="e.g. mlx5_0: --disaggregation-ib-device, rdma/hca, IPC_LOCK")
+    kube.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     kube.add_argument("--discovery-rbac", action="store_true", help="RBAC for sgl-model-gateway's discovery")
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             gpus=args.gpus,
             rdma_device=args.rdma_device,
             discovery_rbac=args.discovery_rbac,
+            cluster_domain=args.cluster_domain,
         )
         text = dump(manifests(cluster_config.load(args.config), options))
         if args.out == "-":

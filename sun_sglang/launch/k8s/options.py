@@ -30,7 +30,7 @@ class K8sOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     every pod, so the cluster file's paths are paths in it (under `models_mount`)."""
 
     name: str = "sun"  # the label sun-sglang/cluster
-    image: str = "sun-sglang:latest"  # the repository set up by scripts/setup.sh; `python` is its venv's
+    image: str = "sun-sglang:latest"  # built from the Dockerfile (SGLang's image + this package)
     namespace: str = "default"
     models_pvc: str | None = "sun-models"  # a PersistentVolumeClaim, mounted read-only, or:
     models_host_path: str | None = None  # a folder on every node (hostPath)

@@ -90,8 +90,8 @@ def plan(config: ClusterConfig, options: K8sOptions) -> K8sPlan:
             *("--transfer-backend", config.transfer_backend, "--device", device),
             *("--dtype", config.dtype, "--kv-cache-dtype", config.kv_cache_dtype),
         ]
-        if config.max_total_tokens:
-            serve += ["--max-total-tokens", str(config.max_total_tokens)]
+        if kv_tokens := config.kv_tokens(device):
+            serve += ["--max-total-tokens", str(kv_tokens)]
         if config.transfer_ports:
             serve += ["--transfer-ports", f"{config.transfer_ports.low}-{config.transfer_ports.high}"]
         # One token: the key may start with '-', which a separate argument would turn into a flag.
@@ -141,7 +141,7 @@ def plan(config: ClusterConfig, options: K8sOptions) -> K8sPlan:
         spec = server_set(
             "prefill", name, pool.replicas, prefill(pool_name, base), lora.argv(device), **pool_label
         )
-        pools[pool_name] = spec.prefill_workers(config.max_total_tokens)
+        pools[pool_name] = spec.prefill_workers(config.kv_tokens(device))
         routes |= {task: TaskRoute(model_path=base, pool=pool_name, adapter=task) for task in adapters}
     for task, task_config in config.tasks.items():
         if task_config.model_path is None:
@@ -159,7 +159,7 @@ def plan(config: ClusterConfig, options: K8sOptions) -> K8sPlan:
             )
             own = decode.urls()
         routes[task] = TaskRoute(
-            model_path=ckpt, prefill=spec.prefill_workers(config.max_total_tokens), decode=own
+            model_path=ckpt, prefill=spec.prefill_workers(config.kv_tokens(device)), decode=own
         )
     names = [s.name for s in sets]
     if clash := sorted({n for n in names if names.count(n) > 1}):
@@ -167,7 +167,9 @@ def plan(config: ClusterConfig, options: K8sOptions) -> K8sPlan:
     # A pod's name (<set>-<i>) is its hostname, and <set>-<hash> a label value: 63 characters each.
     if long := [n for n in names if len(n) > _MAX_SET_NAME]:
         raise ValueError(f"server sets {long}: names longer than {_MAX_SET_NAME} characters")
-    allowed = [s.host(i) for s in sets for i in range(s.replicas + options.admin_headroom)]
+    allowed = config.router.admin_allowed_hosts
+    if allowed is None:  # the pods' own names, and room for those that scaling adds
+        allowed = [s.host(i) for s in sets for i in range(s.replicas + options.admin_headroom)]
     gateway = GatewayConfig(
         tasks=routes,
         decode=shared.urls() if shared is not None else [],
