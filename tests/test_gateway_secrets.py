@@ -26,10 +26,17 @@ def _write(path: Path, data: object) -> Path:
 
 def test_secrets_override_the_config(tmp_path: Path) -> None:
     secrets = load_secrets(
-        _write(tmp_path / "s.json", {"api_keys": ["k1", "k2"], "admin_token": "t", "server_api_key": "c"})
+        _write(
+            tmp_path / "s.json",
+            {"api_keys": ["k1", "k2"], "admin_token": "t", "server_api_key": "cluster-key-c"},
+        )
     )
     merged = with_secrets(CONFIG, secrets)
-    assert (merged.api_keys, merged.admin_token, merged.server_api_key) == (["k1", "k2"], "t", "c")
+    assert (merged.api_keys, merged.admin_token, merged.server_api_key) == (
+        ["k1", "k2"],
+        "t",
+        "cluster-key-c",
+    )
     assert merged.tasks == CONFIG.tasks and merged.decode == CONFIG.decode
 
 

@@ -147,18 +147,22 @@ def test_cluster_across_hosts(backend: str, tmp_path: Path, record_property) -> 
                     and not netns.EPHEMERAL[0] <= p <= netns.EPHEMERAL[1]  # ZMQ: control_ports
                 ]
                 assert not stray, f"{host}: listening outside the named ports: {stray}"
-                # Bound to the host's address (bind is the address here), but for torch.distributed's
-                # TCPStore, which takes every interface whatever it is told (only loopback uses it).
+                # Bound to the host's address (bind is the address here), except what takes every
+                # interface whatever it is told: torch.distributed's TCPStore (only loopback uses it)
+                # and mooncake's listeners (its log says the address; the firewall rule limits them).
                 wild = [
                     (addr, p)
                     for addr, p in hosts.listening(host)
-                    if addr in ("*", "0.0.0.0") and p != port + 1000
+                    if addr in ("*", "0.0.0.0") and p != port + 1000 and not low <= p <= high
                 ]
                 assert not wild, f"{host}: listening on every interface: {wild}"
             to_decode = {p for addr, p in hosts.connections("pa") if addr == a["dec"]}
             transfer = sorted(p for p in to_decode if low <= p <= high)
             assert transfer, f"no connection from prefill to a decode port in {low}-{high}: {to_decode}"
             record_property("transfer_ports_used", json.dumps(transfer))
+            print(
+                f"{backend}: up in {time.monotonic() - t0:.1f} s; prefill -> decode transfer ports {transfer}"
+            )
 
             # A prefill server on another host joins through the admin API (from the gateway's host).
             admin = {"Authorization": "Bearer admin"}

@@ -174,8 +174,6 @@ class ServerSpec(msgspec.Struct, frozen=True):
             env["MC_FORCE_TCP"] = "1"
         if opts.transfer_ports is not None:
             env.update(opts.transfer_ports.env())
-        if address and opts.host == address:
-            env["MC_TCP_BIND_ADDRESS"] = address  # else mooncake's listener takes every interface
         if opts.device == "cpu":
             env["SGLANG_USE_CPU_ENGINE"] = "1"
             # UCX offers every interface it may use; a peer on another host dialling this
