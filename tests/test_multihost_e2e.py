@@ -122,7 +122,8 @@ def test_cluster_across_hosts(backend: str, tmp_path: Path, record_property) -> 
         try:
             t0 = time.monotonic()
             _wait_gateway(procs, tmp_path, 480)
-            record_property("cluster_up_s", round(time.monotonic() - t0, 1))
+            up_s = time.monotonic() - t0
+            record_property("cluster_up_s", round(up_s, 1))
             for task in TASKS:
                 answer = client.generate(gateway, task, ids)
                 assert answer["status"] == 200 and answer["body"]["output_ids"] == want[task], answer
