@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,10 +18,12 @@ from router.admin import add_admin_routes
 from router.config import GatewayConfig
 from router.errors import ApiError
 from router.gateway import Gateway, Job
+from router.messages import template_messages
 from router.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
 from router.trace import Trace, request_id
 
 log = logging.getLogger("router")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
 async def _decode_body(request: web.Request, kind: type) -> Any:
@@ -28,6 +31,10 @@ async def _decode_body(request: web.Request, kind: type) -> Any:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as err:
+        unknown = _UNKNOWN.search(str(err))
+        if unknown:  # never silently dropped: the client asked for something it will not get
+            field = unknown.group(1)
+            raise ApiError(400, f"{field}: not supported by this gateway ({err})", param=field) from err
         raise ApiError(400, f"invalid request: {err}") from err
     except msgspec.DecodeError as err:
         raise ApiError(400, f"malformed JSON: {err}") from err
@@ -114,7 +121,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         if counted:
             trace = request[TRACE] = Trace(request_id(request.headers.get("X-Request-Id")), request.path)
         try:
-            if keys and counted:
+            if keys and (counted or request.path.startswith("/v1/")):  # /v1/models/{id} too
                 check_key(request)
             resp = await handler(request)
         except ApiError as err:
@@ -153,6 +160,9 @@ def build_app(config: GatewayConfig) -> web.Application:
         cards = [p.ModelCard(id=name, created=gw.created) for name in sorted(gw.prefill)]
         return _json(p.ModelList(data=cards))
 
+    async def model(request: web.Request) -> web.Response:
+        return _json(p.ModelCard(id=gw.task(request.match_info["model"]), created=gw.created))
+
     async def answer(
         request: web.Request, req: p.SamplingFields, task: str, ids: list[int], chat: bool
     ) -> web.StreamResponse:
@@ -170,9 +180,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         req = await _decode_body(request, p.ChatRequest)
         task = request[TRACE].task = gw.task(req.model)
-        if not req.messages:
-            raise ApiError(400, "messages must not be empty", param="messages")
-        ids = gw.tokenizers[task].chat_ids([{"role": m.role, "content": m.content} for m in req.messages])
+        ids = gw.tokenizers[task].chat_ids(template_messages(req.messages))
         return await answer(request, req, task, ids, chat=True)
 
     async def completions(request: web.Request) -> web.StreamResponse:
@@ -210,6 +218,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model}", model)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/generate", native_generate)

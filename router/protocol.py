@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 
-class ChatMessage(msgspec.Struct, forbid_unknown_fields=False):
-    role: str
-    content: str
+class FunctionCall(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class ChatMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A message as OpenAI clients send it: content a string, a list of parts, or null (an
+    assistant turn that only calls tools)."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant
+    tool_call_id: str | None = None  # tool
 
 
 class StreamOptions(msgspec.Struct):
     include_usage: bool = False
 
 
-class SamplingFields(msgspec.Struct, kw_only=True):
+class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Every field here reaches both PD legs (router/sampling.py); any other field is a 400 naming
+    it (router/app.py), never silently dropped."""
+
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     temperature: float | None = None
@@ -30,14 +50,26 @@ class SamplingFields(msgspec.Struct, kw_only=True):
     logprobs: bool | int | None = None  # chat: true/false; completions: how many top tokens
     top_logprobs: int | None = None  # chat: how many top tokens per position (with logprobs=true)
     user: str | None = None  # the end user: a session key for prefill affinity (no session header)
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # SGLang's extensions (its OpenAI layer takes them too)
+    repetition_penalty: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    min_tokens: int | None = None
+    logit_bias: dict[str, float] | None = None  # token id (as a string) -> bias added to its logit
+    stop_token_ids: list[int] | None = None  # beside the model's own end-of-turn tokens
+    skip_special_tokens: bool | None = None
+    spaces_between_special_tokens: bool | None = None
+    no_stop_trim: bool | None = None
 
 
-class ChatRequest(SamplingFields, kw_only=True):
+class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     model: str
     messages: list[ChatMessage]
 
 
-class CompletionRequest(SamplingFields, kw_only=True):
+class CompletionRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     model: str
     prompt: str | list[int]
 

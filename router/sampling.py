@@ -43,7 +43,45 @@ def sampling_params(req: p.SamplingFields, stop_token_ids: list[int], max_n: int
         params["sampling_seed"] = req.seed
     if req.ignore_eos:
         params["ignore_eos"] = True
+    if req.stop_token_ids:
+        params["stop_token_ids"] = sorted({*stop_token_ids, *req.stop_token_ids})
+    params.update(_checked_extras(req))
     return params
+
+
+# OpenAI / SGLang field -> (SGLang sampling parameter, what is allowed, a check)
+_RANGES: dict[str, tuple[str, str, Any]] = {
+    "frequency_penalty": ("frequency_penalty", "between -2 and 2", lambda v: -2 <= v <= 2),
+    "presence_penalty": ("presence_penalty", "between -2 and 2", lambda v: -2 <= v <= 2),
+    "repetition_penalty": ("repetition_penalty", "above 0, at most 2", lambda v: 0 < v <= 2),
+    "top_k": ("top_k", "-1 (off) or at least 1", lambda v: v == -1 or v >= 1),
+    "min_p": ("min_p", "between 0 and 1", lambda v: 0 <= v <= 1),
+    "min_tokens": ("min_new_tokens", "at least 0", lambda v: v >= 0),
+    "skip_special_tokens": ("skip_special_tokens", "a boolean", lambda v: True),
+    "spaces_between_special_tokens": ("spaces_between_special_tokens", "a boolean", lambda v: True),
+    "no_stop_trim": ("no_stop_trim", "a boolean", lambda v: True),
+}
+
+
+def _checked_extras(req: p.SamplingFields) -> dict[str, Any]:
+    """The penalties, top_k, min_p, min_tokens, token-level options and logit_bias, checked here
+    (a 400 naming the field) rather than failing on one leg of the pair."""
+    out: dict[str, Any] = {}
+    for field, (name, allowed, ok) in _RANGES.items():
+        value = getattr(req, field)
+        if value is None:
+            continue
+        if not ok(value):
+            raise ApiError(400, f"{field} must be {allowed}", param=field)
+        out[name] = value
+    if req.logit_bias:
+        for token, bias in req.logit_bias.items():
+            if not token.isdigit():
+                raise ApiError(400, f"logit_bias: {token!r} is not a token id", param="logit_bias")
+            if not -100 <= bias <= 100:
+                raise ApiError(400, "logit_bias values must be between -100 and 100", param="logit_bias")
+        out["logit_bias"] = dict(req.logit_bias)
+    return out
 
 
 def choice_params(req: p.SamplingFields, stop_token_ids: list[int], max_n: int) -> list[dict[str, Any]]:

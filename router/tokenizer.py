@@ -16,14 +16,14 @@ class TaskTokenizer:
         self.stop_token_ids = sorted(_eos_ids(Path(model_path)) | {self.tokenizer.eos_token_id} - {None})
         self.context_len = _context_len(Path(model_path))  # prompt + new tokens; None if unknown
 
-    def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+    def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         return chat_ids(self.tokenizer, messages)
 
     def text_ids(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt)
 
 
-def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+def chat_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
     """A task's chat template over `messages`, ready for the assistant's turn: the one way prompts
     are built, in the gateway and in training and evaluation alike."""
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)

@@ -257,3 +257,24 @@ def test_later_turns_hit_the_prefill_prefix_cache(cluster: Cluster) -> None:
         seen.append((reply.usage.prompt_tokens, reply.usage.prompt_tokens_details.cached_tokens))
     for (prev_prompt, _), (prompt, cached) in zip(seen, seen[1:]):
         assert prev_prompt <= cached < prompt, seen
+
+
+def test_sampling_fields_take_effect_on_both_legs(expected, prompts, cluster: Cluster) -> None:
+    """The prefill server samples the first token, the decode server the rest: logit_bias pinning
+    one token makes every token that one (both legs honoured it); top_k=1 at temperature 1 is the
+    greedy SUN answer; min_tokens holds off the end of turn."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(prepare("smollm2-135m"))
+    url = f"{cluster.gateway_url}/v1/completions"
+    pinned = tok.encode(" blue", add_special_tokens=False)[0]
+    for task in TASKS:
+        body = {"model": task, "prompt": prompts[task][0], "max_tokens": 4, "temperature": 0}
+        out = post(url, {**body, "logit_bias": {str(pinned): 100}})
+        assert out["choices"][0]["text"] == tok.decode([pinned] * 4), out
+        want = tok.decode(expected[task]["sun"][0], skip_special_tokens=True)
+        sampled = post(url, {**body, "max_tokens": MAX_NEW, "temperature": 1.0, "top_k": 1, "seed": 5})
+        assert sampled["choices"][0]["text"] == want
+        if len(expected[task]["sun"][0]) < MAX_NEW:  # the greedy answer ended early: now it may not
+            longer = post(url, {**body, "max_tokens": MAX_NEW, "min_tokens": MAX_NEW})
+            assert longer["usage"]["completion_tokens"] == MAX_NEW
