@@ -20,6 +20,7 @@ from router.errors import ApiError
 from router.gateway import Gateway, Job
 from router.messages import template_messages
 from router.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
+from router.tokens import add_token_routes
 from router.trace import Trace, request_id
 
 log = logging.getLogger("router")
@@ -222,5 +223,6 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/generate", native_generate)
+    add_token_routes(app, gw, _decode_body, _json)
     add_admin_routes(app, gw)
     return app

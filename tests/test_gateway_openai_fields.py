@@ -141,3 +141,33 @@ def test_one_model_by_id(tiny_base: Path) -> None:
                 assert resp.status == 200
 
     run(body())
+
+
+def test_tokenize_and_detokenize_in_sglangs_shapes(tiny_base: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_base) as (url, client, prefill, _):
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 200
+            sent = prefill.requests[-1]["input_ids"]
+            async with client.post(
+                f"{url}/v1/tokenize", json={"model": "math", "messages": CHAT["messages"]}
+            ) as resp:
+                out = await resp.json()
+            assert out["tokens"] == sent and out["count"] == len(sent) and out["max_model_len"] > 0
+            req = {"model": "math", "prompt": ["ab", "abc"], "add_special_tokens": False}
+            async with client.post(f"{url}/v1/tokenize", json=req) as resp:
+                batch = await resp.json()
+            assert [len(t) for t in batch["tokens"]] == batch["count"]
+            back = {"model": "math", "tokens": batch["tokens"]}
+            async with client.post(f"{url}/v1/detokenize", json=back) as resp:
+                assert (await resp.json()) == {"text": ["ab", "abc"]}
+            for bad, param in (
+                ({"model": "math"}, "prompt"),
+                ({"model": "math", "prompt": "x", "tools": []}, "tools"),
+            ):
+                async with client.post(f"{url}/v1/tokenize", json=bad) as resp:
+                    assert resp.status == 400 and (await resp.json())["error"]["param"] == param
+            async with client.post(f"{url}/v1/detokenize", json={"model": "math", "tokens": [10**9]}) as resp:
+                assert resp.status == 400
+
+    run(body())
