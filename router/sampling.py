@@ -57,10 +57,8 @@ _RANGES: dict[str, tuple[str, str, Any]] = {
     "top_k": ("top_k", "-1 (off) or at least 1", lambda v: v == -1 or v >= 1),
     "min_p": ("min_p", "between 0 and 1", lambda v: 0 <= v <= 1),
     "min_tokens": ("min_new_tokens", "at least 0", lambda v: v >= 0),
-    "skip_special_tokens": ("skip_special_tokens", "a boolean", lambda v: True),
-    "spaces_between_special_tokens": ("spaces_between_special_tokens", "a boolean", lambda v: True),
-    "no_stop_trim": ("no_stop_trim", "a boolean", lambda v: True),
 }
+_PASSED = ("skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim")  # booleans, as named
 
 
 def _checked_extras(req: p.SamplingFields) -> dict[str, Any]:
@@ -74,6 +72,7 @@ def _checked_extras(req: p.SamplingFields) -> dict[str, Any]:
         if not ok(value):
             raise ApiError(400, f"{field} must be {allowed}", param=field)
         out[name] = value
+    out.update({field: value for field in _PASSED if (value := getattr(req, field)) is not None})
     if req.logit_bias:
         for token, bias in req.logit_bias.items():
             if not token.isdigit():

@@ -62,13 +62,13 @@ def add_token_routes(app: web.Application, gw: Gateway, decode_body: Any, to_jso
         tok = gw.tokenizers[gw.task(req.model)].tokenizer
         vocab = len(tok)
         nested = [isinstance(t, list) for t in req.tokens]
-        if any(nested) and not all(nested):
+        many = any(nested)
+        if many and not all(nested):
             raise ApiError(400, "tokens: ids, or lists of ids, not both", param="tokens")
-        batch: list[list[int]] = req.tokens if any(nested) else [req.tokens]  # type: ignore[assignment]
+        batch: list[list[int]] = req.tokens if many else [req.tokens]  # type: ignore[assignment]
         if any(not 0 <= t < vocab for ids in batch for t in ids):
             raise ApiError(400, f"tokens: ids must be 0..{vocab - 1}", param="tokens")
         texts = [tok.decode(ids, skip_special_tokens=req.skip_special_tokens) for ids in batch]
-        many = any(nested)
         return to_json(DetokenizeResponse(text=texts if many else texts[0]))
 
     app.router.add_post("/v1/tokenize", tokenize)

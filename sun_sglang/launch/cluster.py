@@ -91,7 +91,7 @@ class Cluster:
 
     def start(self) -> None:
         # Private: the gateway's config holds the keys, and SGLang logs its server_args (--api-key).
-        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.chmod(0o700)
         taken = self.ports_taken()
         if taken:

@@ -12,7 +12,7 @@ from router.policy import CacheAwareConfig
 from router.pools import PrefillPolicy
 from sun_sglang.adapters import ALL_LINEAR
 from sun_sglang.launch.hosts import HostConfig, Placement, PortRange, names
-from sun_sglang.launch.roles import Backend
+from sun_sglang.launch.roles import Backend, kv_tokens
 from sun_sglang.launch.supervise import SupervisionConfig
 
 
@@ -129,8 +129,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         self._check_key()
 
     def kv_tokens(self, device: str) -> int | None:
-        """--max-total-tokens: as given, or 4096 on CPU (SGLang would size it from all memory)."""
-        return self.max_total_tokens or (4096 if device == "cpu" else None)
+        return kv_tokens(self.max_total_tokens, device)
 
     def _check_key(self) -> None:
         if self.cluster_key is not None:

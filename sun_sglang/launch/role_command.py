@@ -11,7 +11,7 @@ import sys
 
 from sun_sglang import compat
 from sun_sglang.launch.hosts import PortRange
-from sun_sglang.launch.roles import ServeOptions, ServerSpec, detect_device
+from sun_sglang.launch.roles import ServeOptions, ServerSpec, detect_device, kv_tokens
 from sun_sglang.models import resolve_model
 from sun_sglang.quant import decode_module
 
@@ -66,7 +66,6 @@ def _role_spec(args: argparse.Namespace, extra: list[str]) -> ServerSpec:
     if args.role == "prefill":
         # Refused here, before SGLang starts: a mismatched module would reach the shared decode pool.
         compat.check_prefill_module(model, reference, dtype, dtype)
-    max_tokens = args.max_total_tokens or (4096 if device == "cpu" else None)
     options = ServeOptions(
         device=device,
         transfer_backend=args.transfer_backend,
@@ -75,7 +74,7 @@ def _role_spec(args: argparse.Namespace, extra: list[str]) -> ServerSpec:
         advertise=args.advertise,
         net_device=args.net_device,
         transfer_ports=_port_range(args.transfer_ports),
-        max_total_tokens=max_tokens,
+        max_total_tokens=kv_tokens(args.max_total_tokens, device),
         extra_args=extra,
     )
     return ServerSpec(

@@ -44,6 +44,11 @@ def device_for(setting: str) -> Device:
     return detect_device() if setting == "auto" else setting  # type: ignore[return-value]
 
 
+def kv_tokens(given: int | None, device: str) -> int | None:
+    """--max-total-tokens: as given, or 4096 on CPU (SGLang would size it from all memory)."""
+    return given or (4096 if device == "cpu" else None)
+
+
 def detect_device() -> Device:
     """cuda when an NVIDIA GPU answers, else cpu. Called once, at the command-line edge."""
     if shutil.which("nvidia-smi") is None:
