@@ -12,7 +12,7 @@ import uvloop
 from aiohttp import web
 
 from router import config as gateway_config
-from router.app import build_app
+from router.api.app import build_app
 from router.config import GatewayConfig
 
 log = logging.getLogger("router")

@@ -18,11 +18,10 @@ from router import health, supervision
 from router.config import GatewayConfig
 from router.errors import ApiError
 from router.metrics import GatewayMetrics
-from router.openai_format import merge
 from router.pd import Clients, LegTimeouts, Pair, UpstreamError, generate, generate_stream, pd_body
 from router.pools import DecodePool, Pool, PrefillPool
-from router.sampling import check_lengths
-from router.tokenizer import TaskTokenizer
+from router.streams import merge
+from router.tokenizer import TaskTokenizer, check_lengths
 from router.trace import AccessLog, Trace
 from router.upstream import UpstreamPool
 

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from router.errors import ApiError
+
 
 class TaskTokenizer:
     def __init__(self, model_path: str) -> None:
@@ -21,6 +23,22 @@ class TaskTokenizer:
 
     def text_ids(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt)
+
+
+def check_lengths(prompt: int, new_tokens: int, max_prompt: int | None, context: int | None) -> None:
+    """400 before any server sees a request that is empty, over the gateway's prompt limit, or
+    longer (prompt + max new tokens) than the model's context."""
+    if prompt == 0:
+        raise ApiError(400, "the prompt is empty", param="messages")
+    if max_prompt is not None and prompt > max_prompt:
+        raise ApiError(400, f"the prompt has {prompt} tokens; the limit is {max_prompt}", param="messages")
+    if context is not None and prompt + new_tokens > context:
+        raise ApiError(
+            400,
+            f"this model's context is {context} tokens; the prompt ({prompt}) plus max_tokens"
+            f" ({new_tokens}) exceeds it",
+            param="max_tokens",
+        )
 
 
 def chat_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:

@@ -34,8 +34,8 @@ class StreamOptions(msgspec.Struct):
 
 
 class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Every field here reaches both PD legs (router/sampling.py); any other field is a 400 naming
-    it (router/app.py), never silently dropped."""
+    """Every field here reaches both PD legs (router/api/sampling.py); any other field is a 400 naming
+    it (router/api/app.py), never silently dropped."""
 
     max_tokens: int | None = None
     max_completion_tokens: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router import protocol as p
+from router.api import protocol as p
 from router.errors import ApiError
 
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from router import protocol as p
+from router.api import protocol as p
+from router.api.messages import template_messages
 from router.errors import ApiError
-from router.messages import template_messages
 
 if TYPE_CHECKING:
     from router.gateway import Gateway

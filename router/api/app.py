@@ -12,15 +12,15 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from router import openai_format as of
-from router import protocol as p
 from router.admin import add_admin_routes
+from router.api import openai_format as of
+from router.api import protocol as p
+from router.api.messages import template_messages
+from router.api.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
+from router.api.tokens import add_token_routes
 from router.config import GatewayConfig
 from router.errors import ApiError
 from router.gateway import Gateway, Job
-from router.messages import template_messages
-from router.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
-from router.tokens import add_token_routes
 from router.trace import Trace, request_id
 
 log = logging.getLogger("router")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from router import protocol as p
+from router.api import protocol as p
 
 
 def finish_reason(meta: dict[str, Any]) -> str | None:
@@ -32,41 +31,6 @@ def usage(meta: dict[str, Any]) -> p.Usage:
 
 def sse(obj: Any) -> bytes:
     return b"data: " + msgspec.json.encode(obj) + b"\n\n"
-
-
-async def merge(streams: list[AsyncIterator[dict[str, Any]]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    """The chunks of n streams as they come, tagged with their choice index. A failure in one
-    stream ends all of them (closing a stream aborts its PD legs)."""
-    if len(streams) == 1:
-        async for chunk in streams[0]:
-            yield 0, chunk
-        return
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-    done = object()
-
-    async def pump(index: int, stream: AsyncIterator[dict[str, Any]]) -> None:
-        try:
-            async for chunk in stream:
-                await queue.put((index, chunk))
-            await queue.put((index, done))
-        except Exception as err:  # noqa: BLE001 (handed to the consumer, which raises it)
-            await queue.put((index, err))
-
-    pumps = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        live = len(streams)
-        while live:
-            index, item = await queue.get()
-            if item is done:
-                live -= 1
-            elif isinstance(item, Exception):
-                raise item
-            else:
-                yield index, item
-    finally:
-        for task in pumps:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def _logprob_entries(meta: dict[str, Any], start: int) -> list[tuple[str, float, list]]:
