@@ -51,3 +51,9 @@ def tiny_adapters(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
         )
         for seed in (1, 2)
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2() -> Path:
+    """A random 2-layer Qwen2 with Qwen2.5's tokenizer and tool template (prepares Qwen2.5 first)."""
+    return prepare("tiny-qwen2")

@@ -31,6 +31,7 @@ class StubState:
     refuse_loads: bool = False  # /load_lora_adapter answers 400
     api_key: str | None = None  # like SGLang's --api-key: 401 without it, except /health
     authorization: list[tuple[str, str | None]] = field(default_factory=list)  # (path, header) seen
+    script: list[str] | None = None  # decode: the answer's token texts (finish "stop"), not "A" * n
 
 
 def stub_app(state: StubState) -> web.Application:
@@ -62,6 +63,8 @@ def stub_app(state: StubState) -> web.Application:
                 n = body["sampling_params"].get("max_new_tokens", 4)
                 await asyncio.sleep(state.delay_s)
                 top = body.get("top_logprobs_num", 0) if body.get("return_logprob") else None
+                if state.script is not None:
+                    return await _scripted(request, len(ids), state.script, bool(body.get("stream")))
                 if body.get("stream"):
                     return await _stream(request, len(ids), n, state.stall_after, top)
                 return web.json_response(
@@ -137,6 +140,25 @@ async def _stream(
             await asyncio.sleep(3600)
         chunk = {"text": "A" * k, "output_ids": [65] * k, "meta_info": _meta(prompt_tokens, k, top)}
         await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
+
+
+async def _scripted(
+    request: web.Request, prompt_tokens: int, pieces: list[str], stream: bool
+) -> web.StreamResponse:
+    def answer(k: int) -> dict[str, Any]:
+        meta = _meta(prompt_tokens, k)
+        if k == len(pieces):
+            meta["finish_reason"] = {"type": "stop", "matched": 2}
+        return {"text": "".join(pieces[:k]), "output_ids": [65] * k, "meta_info": meta}
+
+    if not stream:
+        return web.json_response(answer(len(pieces)))
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for k in range(1, len(pieces) + 1):
+        await resp.write(b"data: " + json.dumps(answer(k)).encode() + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")
     return resp
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from router.app import build_app
+from router.api.app import build_app
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from tests.stub_sglang import StubState, stub_app
 
@@ -25,6 +25,7 @@ async def gateway(
     max_body: int = 1 << 20,
     dead_decode: str | None = None,
     extra_decode: str | None = None,
+    tool_call_parser: str | None = None,
     **options: object,
 ) -> AsyncIterator[tuple]:
     prefill = StubState("prefill", info={"model_path": str(model_path)})
@@ -33,7 +34,11 @@ async def gateway(
     async with TestServer(stub_app(prefill)) as p_srv, TestServer(stub_app(decode)) as d_srv:
         config = GatewayConfig(
             tasks={
-                "math": TaskRoute(str(model_path), [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)])
+                "math": TaskRoute(
+                    str(model_path),
+                    [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)],
+                    tool_call_parser=tool_call_parser,
+                )
             },
             decode=[u for u in (dead_decode, extra_decode) if u] + [str(d_srv.make_url("")).rstrip("/")],
             max_body_bytes=max_body,

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from router.app import build_app
+from router.api.app import build_app
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from tests.stub_sglang import StubState, stub_app
 

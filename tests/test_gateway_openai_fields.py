@@ -58,10 +58,23 @@ def test_every_sampling_field_reaches_both_legs(tiny_base: Path) -> None:
         ({"min_tokens": -1}, "min_tokens"),
         ({"logit_bias": {"abc": 1}}, "logit_bias"),
         ({"logit_bias": {"5": 101}}, "logit_bias"),
-        # Fields an application may send that this gateway does not honour yet: said, not dropped.
+        # tools for a task without a tool_call_parser: its calls could not be parsed
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"tool_choice": "auto"}, "tool_choice"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tool_choice": "required"}, "tool_choice"),  # and no tools
+        ({"response_format": {"type": "json_schema"}}, "response_format"),  # no schema object
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "bogus"}},
+                }
+            },
+            "response_format",
+        ),
+        ({"response_format": {"type": "yaml"}}, None),
+        ({"regex": "[a-"}, "regex"),
+        ({"ebnf": "root ::= undefined_rule"}, "ebnf"),
+        ({"regex": "a+", "ebnf": 'root ::= "a"'}, "ebnf"),  # one grammar per answer
         ({"frequency_penaltyy": 1}, "frequency_penaltyy"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},

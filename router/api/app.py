@@ -15,6 +15,7 @@ from aiohttp import web
 from router.admin import add_admin_routes
 from router.api import openai_format as of
 from router.api import protocol as p
+from router.api import tools
 from router.api.messages import template_messages
 from router.api.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
 from router.api.tokens import add_token_routes
@@ -108,6 +109,7 @@ _COUNTED = {"/v1/chat/completions", "/v1/completions", "/generate", "/v1/models"
 
 def build_app(config: GatewayConfig) -> web.Application:
     gw = Gateway(config)
+    tools.check_parsers(gw.tool_parsers)  # and SGLang's parsers imported now, not on a request
     keys = [k.encode() for k in config.api_keys]
 
     def check_key(request: web.Request) -> None:
@@ -164,31 +166,37 @@ def build_app(config: GatewayConfig) -> web.Application:
     async def model(request: web.Request) -> web.Response:
         return _json(p.ModelCard(id=gw.task(request.match_info["model"]), created=gw.created))
 
-    async def answer(
-        request: web.Request, req: p.SamplingFields, task: str, ids: list[int], chat: bool
-    ) -> web.StreamResponse:
-        """Chat and completions alike: n choices of one prompt, streamed or as one JSON body."""
-        choices = choice_params(req, gw.tokenizers[task].stop_token_ids, config.max_n)
-        extra = logprob_fields(req, chat=chat)
-        job = Job(task, ids, request[TRACE], extra, session_key(request, req.user))
-        if req.stream:
-            to_events = of.chat_events if chat else of.completion_events
-            events = to_events(gw.stream_n(job, choices), task, _include_usage(req), req.n, bool(extra))
-            return await _sse_response(request, events)
-        outs = await gw.run_n(job, choices)
-        return _json((of.chat_response if chat else of.completion_response)(outs, task, bool(extra)))
-
     async def chat(request: web.Request) -> web.StreamResponse:
+        """n choices of one chat prompt, streamed or as one JSON body; tool calls parsed out."""
         req = await _decode_body(request, p.ChatRequest)
         task = request[TRACE].task = gw.task(req.model)
-        ids = gw.tokenizers[task].chat_ids(template_messages(req.messages))
-        return await answer(request, req, task, ids, chat=True)
+        tokenizer = gw.tokenizers[task]
+        calls = tools.plan(req, gw.tool_parsers.get(task), task, tokenizer.tokenizer)
+        ids = tokenizer.chat_ids(template_messages(req.messages), calls.template_tools if calls else None)
+        choices = choice_params(req, tokenizer.stop_token_ids, config.max_n, calls)
+        extra = logprob_fields(req, chat=True)
+        job = Job(task, ids, request[TRACE], extra, session_key(request, req.user))
+        if req.stream:
+            events = of.chat_events(
+                gw.stream_n(job, choices), task, _include_usage(req), req.n, bool(extra), calls
+            )
+            return await _sse_response(request, events)
+        return _json(of.chat_response(await gw.run_n(job, choices), task, bool(extra), calls))
 
     async def completions(request: web.Request) -> web.StreamResponse:
         req = await _decode_body(request, p.CompletionRequest)
         task = request[TRACE].task = gw.task(req.model)
-        ids = req.prompt if isinstance(req.prompt, list) else gw.tokenizers[task].text_ids(req.prompt)
-        return await answer(request, req, task, ids, chat=False)
+        tokenizer = gw.tokenizers[task]
+        ids = req.prompt if isinstance(req.prompt, list) else tokenizer.text_ids(req.prompt)
+        choices = choice_params(req, tokenizer.stop_token_ids, config.max_n)
+        extra = logprob_fields(req, chat=False)
+        job = Job(task, ids, request[TRACE], extra, session_key(request, req.user))
+        if req.stream:
+            events = of.completion_events(
+                gw.stream_n(job, choices), task, _include_usage(req), req.n, bool(extra)
+            )
+            return await _sse_response(request, events)
+        return _json(of.completion_response(await gw.run_n(job, choices), task, bool(extra)))
 
     async def native_generate(request: web.Request) -> web.Response:
         req = await _decode_body(request, p.GenerateRequest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from router.api import protocol as p
@@ -10,7 +11,7 @@ from router.errors import ApiError
 
 def template_messages(messages: list[p.ChatMessage]) -> list[dict[str, Any]]:
     """Dicts for `apply_chat_template`: text parts joined with spaces (as SGLang does for
-    templates that take string content), tool calls with their arguments as JSON text, null
+    templates that take string content), tool calls with their arguments as objects, null
     fields left out. A part a text-only model cannot take is a 400 naming it."""
     if not messages:
         raise ApiError(400, "messages must not be empty", param="messages")
@@ -28,7 +29,7 @@ def template_messages(messages: list[p.ChatMessage]) -> list[dict[str, Any]]:
                 {
                     "id": c.id,
                     "type": c.type,
-                    "function": {"name": c.function.name, "arguments": c.function.arguments},
+                    "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments, i)},
                 }
                 for c in msg.tool_calls
             ]
@@ -38,6 +39,20 @@ def template_messages(messages: list[p.ChatMessage]) -> list[dict[str, Any]]:
             item["tool_call_id"] = msg.tool_call_id
         out.append(item)
     return out
+
+
+def _arguments(arguments: str, i: int) -> dict[str, Any]:
+    """A call's JSON arguments as the object templates render (`arguments | tojson`), as SGLang
+    gives them: text would be rendered as one quoted string."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError as err:
+        raise ApiError(
+            400, f"messages[{i}]: tool call arguments are not valid JSON ({err})", param="messages"
+        ) from err
+    if not isinstance(parsed, dict):
+        raise ApiError(400, f"messages[{i}]: tool call arguments must be a JSON object", param="messages")
+    return parsed
 
 
 def _text(msg: p.ChatMessage, i: int) -> str:

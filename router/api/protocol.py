@@ -29,8 +29,20 @@ class ChatMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tool_call_id: str | None = None  # tool
 
 
-class StreamOptions(msgspec.Struct):
+class StreamOptions(msgspec.Struct, forbid_unknown_fields=True):
     include_usage: bool = False
+
+
+class JsonSchemaFormat(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    schema: dict[str, Any] | None = None  # None: any JSON object
+    description: str | None = None
+    strict: bool | None = None  # the schema is enforced either way (a grammar on both legs)
+
+
+class ResponseFormat(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,11 +74,40 @@ class SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     skip_special_tokens: bool | None = None
     spaces_between_special_tokens: bool | None = None
     no_stop_trim: bool | None = None
+    # Structured outputs: a grammar that both legs apply (router/api/grammar.py); at most one.
+    response_format: ResponseFormat | None = None
+    regex: str | None = None
+    ebnf: str | None = None
+
+
+class FunctionDef(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema of the arguments
+    strict: bool | None = None  # constrain the arguments to it, with tool_choice auto too
+
+
+class ToolDef(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    function: FunctionDef
+    type: Literal["function"] = "function"
+
+
+class NamedFunction(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    function: NamedFunction
+    type: Literal["function"] = "function"
 
 
 class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     model: str
     messages: list[ChatMessage]
+    # The tools as sent (key order kept: the template renders them as JSON); checked as ToolDef.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
 
 
 class CompletionRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
@@ -97,9 +138,25 @@ class Usage(msgspec.Struct):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
-class ChatChoiceMessage(msgspec.Struct):
+class AnswerFunction(msgspec.Struct, omit_defaults=True):
+    arguments: str  # JSON text (streamed: the next piece)
+    name: str | None = None  # streamed: in a call's first delta only
+
+
+class AnswerToolCall(msgspec.Struct, omit_defaults=True):
+    """A call in an answer; streamed, its first delta has id, type and name, later ones only
+    argument pieces."""
+
+    index: int
+    function: AnswerFunction
+    id: str | None = None
+    type: str | None = None
+
+
+class ChatChoiceMessage(msgspec.Struct, omit_defaults=True):
     role: str
-    content: str
+    content: str | None
+    tool_calls: list[AnswerToolCall] | None = None
 
 
 class TopLogprob(msgspec.Struct):
@@ -184,6 +241,7 @@ class ErrorBody(msgspec.Struct):
 class Delta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[AnswerToolCall] | None = None
 
 
 class ChatChunkChoice(msgspec.Struct):

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from router.api import protocol as p
+from router.api.grammar import request_constraint
+from router.api.tools import ToolPlan
 from router.errors import ApiError
 
 
-def sampling_params(req: p.SamplingFields, stop_token_ids: list[int], max_n: int) -> dict[str, Any]:
+def sampling_params(
+    req: p.SamplingFields, stop_token_ids: list[int], max_n: int, tools: ToolPlan | None = None
+) -> dict[str, Any]:
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if max_tokens is not None and max_tokens < 1:
         raise ApiError(400, "max_tokens must be at least 1", param="max_tokens")
@@ -30,6 +34,9 @@ def sampling_params(req: p.SamplingFields, stop_token_ids: list[int], max_n: int
     if req.stop_token_ids:
         params["stop_token_ids"] = sorted({*stop_token_ids, *req.stop_token_ids})
     params.update(_checked_extras(req))
+    params.update(request_constraint(req, tools.constraint if tools else None))
+    if tools is not None:  # the call markers may be special tokens: keep them for the parser
+        params["skip_special_tokens"] = False
     return params
 
 
@@ -67,10 +74,12 @@ def _checked_extras(req: p.SamplingFields) -> dict[str, Any]:
     return out
 
 
-def choice_params(req: p.SamplingFields, stop_token_ids: list[int], max_n: int) -> list[dict[str, Any]]:
+def choice_params(
+    req: p.SamplingFields, stop_token_ids: list[int], max_n: int, tools: ToolPlan | None = None
+) -> list[dict[str, Any]]:
     """Parameters for each of the n choices: n independent PD requests (a given seed becomes seed,
     seed + 1, ...: the choices differ yet stay reproducible)."""
-    params = sampling_params(req, stop_token_ids, max_n)
+    params = sampling_params(req, stop_token_ids, max_n, tools)
     choices = [dict(params) for _ in range(req.n)]
     if req.seed is not None:
         for i, choice in enumerate(choices):

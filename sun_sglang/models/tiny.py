@@ -1,4 +1,4 @@
-"""Small models built here: a tiny random Llama for plumbing tests, and seeded task variants.
+"""Small models built here: a tiny random Llama and Qwen2 for plumbing tests, and seeded task variants.
 
 A task variant is the base with seeded relative noise on every weight: distinct weights of the
 same architecture, standing in for a fine-tuned prefill module where no training is wanted.
@@ -36,6 +36,31 @@ def build_tiny(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> None:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     save_greedy(model, tokenizer, out_dir)
+
+
+def build_tiny_qwen2(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> None:
+    """A 2-layer random Qwen2 (biased QKV, untied head) with Qwen2.5's tokenizer and template."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        dtype=torch.float32,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    save_greedy(model, tokenizer, out_dir, extra_eos=(tokenizer.convert_tokens_to_ids("<|endoftext|>"),))
 
 
 def build_variant(out_dir: Path, base_dir: Path, seed: int, scale: float) -> None:
