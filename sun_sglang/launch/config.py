@@ -25,6 +25,9 @@ class TaskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     adapter: str | None = None  # a peft LoRA adapter folder or model name, trained on the base
     pool: str | None = None  # the prefill pool (prefill_pools) that serves it
     host: Placement = None  # a name from hosts:, or a list that the replicas go round
+    # SGLang's parser of this model's tool calls (qwen25, llama3, hermes, ...): the gateway renders
+    # `tools` with the task's template and parses the calls out of its answers.
+    tool_call_parser: str | None = None
 
 
 class PrefillPoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from router.api.tools import check_parsers
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from sun_sglang import compat
 from sun_sglang.launch.config import ClusterConfig
@@ -46,6 +47,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
     mode sun: one shared decode pool of `decode.replicas` servers holding the base.
     mode conventional (the baseline): each task gets `decode.replicas` decode servers of its own,
     holding the task's own checkpoint; same gateway, same code path."""
+    check_parsers({name: t.tool_call_parser for name, t in config.tasks.items() if t.tool_call_parser})
     base = str(decode_module(resolve_model(config.base), device))  # QSUN: packed or dequantized
     dtype = compat.serving_dtype(compat.read_config(base), config.dtype)
     options = ServeOptions(
@@ -121,7 +123,10 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
                 compat.check_adapter(adapter, base, pool.max_lora_rank, pool.target_modules)
             except compat.IncompatibleCheckpoint as err:
                 raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
-            routes[task] = TaskRoute(model_path=base, pool=pool_name, adapter=task)
+            tool_parser = config.tasks[task].tool_call_parser
+            routes[task] = TaskRoute(
+                model_path=base, pool=pool_name, adapter=task, tool_call_parser=tool_parser
+            )
         lora = LoraServing(
             adapters, pool.max_lora_rank, pool.target_modules, pool.max_loras_per_batch, pool.max_loaded_loras
         )
@@ -151,6 +156,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
             model_path=ckpt,
             prefill=[prefill_worker(s) for s in prefill],
             decode=own,
+            tool_call_parser=task_config.tool_call_parser,
         )
     router_host = config.hosts.get(config.router.host)
     gateway = GatewayConfig(

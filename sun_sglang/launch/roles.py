@@ -21,7 +21,8 @@ Role = Literal["prefill", "decode"]
 Backend = Literal["mooncake_tcp", "mooncake", "nixl"]
 Device = Literal["cpu", "cuda"]
 
-_CPU_FLAGS = [
+GRAMMAR_BACKEND = "xgrammar"  # every server of a cluster: the same grammar on both PD legs
+CPU_FLAGS = [
     "--attention-backend",
     "torch_native",
     "--cuda-graph-backend-decode",
@@ -144,6 +145,9 @@ class ServerSpec(msgspec.Struct, frozen=True):
             self.role,
             "--disaggregation-transfer-backend",
             opts.transfer_backend,
+            # Both legs compile the request's grammar; the gateway checks it with xgrammar first.
+            "--grammar-backend",
+            GRAMMAR_BACKEND,
         ]
         if self.served_model_name:
             argv += ["--served-model-name", self.served_model_name]
@@ -159,7 +163,7 @@ class ServerSpec(msgspec.Struct, frozen=True):
             if self.lora is not None:
                 argv += self.lora.argv(opts.device)
         if opts.device == "cpu":
-            argv += _CPU_FLAGS
+            argv += CPU_FLAGS
             if self.role == "decode":
                 # Keeps the prefill's KV across retraction (a CPU tensor copy) instead of the
                 # pinned host pool, which needs CUDA. Never recompute the prompt with decode weights.
