@@ -28,7 +28,13 @@ from router.pools import PrefillPool
 from router.tokenizer import TaskTokenizer
 from sun_sglang import compat
 
-_SHARED_SETTINGS = ("dtype", "kv_cache_dtype", "page_size", "disaggregation_transfer_backend", "grammar_backend")
+_SHARED_SETTINGS = (
+    "dtype",
+    "kv_cache_dtype",
+    "page_size",
+    "disaggregation_transfer_backend",
+    "grammar_backend",
+)
 
 
 class JoinPrefill(msgspec.Struct, forbid_unknown_fields=True):

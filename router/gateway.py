@@ -221,18 +221,26 @@ class Gateway:
         return out
 
     async def run_n(self, job: Job, choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One answer per choice; a failed choice cancels the others (aborting their legs)."""
-        if len(choices) == 1:
-            return [await self.run(job, choices[0])]
+        """One answer per choice of one prompt."""
+        return await self.run_all([(job, c) for c in choices])
+
+    async def run_all(self, runs: list[tuple[Job, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """One answer per (prompt, choice); a failed one cancels the others (aborting their legs)."""
+        if len(runs) == 1:
+            return [await self.run(*runs[0])]
         try:
             async with asyncio.TaskGroup() as group:
-                jobs = [group.create_task(self.run(job, c)) for c in choices]
+                jobs = [group.create_task(self.run(job, c)) for job, c in runs]
         except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None  # the first failure (an ApiError), as for n=1
+            raise failed.exceptions[0] from None  # the first failure (an ApiError), as for one
         return [job.result() for job in jobs]
 
     def stream_n(self, job: Job, choices: list[dict[str, Any]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-        return merge([self.stream(job, c) for c in choices])
+        return self.stream_all([(job, c) for c in choices])
+
+    def stream_all(self, runs: list[tuple[Job, dict[str, Any]]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        """The chunks of every (prompt, choice) as they come, tagged with its index in `runs`."""
+        return merge([self.stream(job, c) for job, c in runs])
 
     async def stream(self, job: Job, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         assert self.clients is not None

@@ -10,7 +10,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from router.api.app import GATEWAY, build_app
+from router.api.app import build_app
+from router.api.http import GATEWAY
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from tests.stub_sglang import StubState, stub_app
 from tests.test_gateway import run

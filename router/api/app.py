@@ -5,18 +5,27 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import re
-from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from router.admin import add_admin_routes
 from router.api import openai_format as of
 from router.api import protocol as p
 from router.api import tools
+from router.api.completions import add_completion_routes
+from router.api.http import (
+    GATEWAY,
+    TRACE,
+    decode_body,
+    include_usage,
+    json_response,
+    session_key,
+    sse_response,
+    with_done,
+)
 from router.api.messages import template_messages
+from router.api.responses import add_response_routes
 from router.api.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
 from router.api.tokens import add_token_routes
 from router.config import GatewayConfig
@@ -25,86 +34,9 @@ from router.gateway import Gateway, Job
 from router.trace import Trace, request_id
 
 log = logging.getLogger("router")
-_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
-async def _decode_body(request: web.Request, kind: type) -> Any:
-    raw = await request.read()
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as err:
-        unknown = _UNKNOWN.search(str(err))
-        if unknown:  # never silently dropped: the client asked for something it will not get
-            field = unknown.group(1)
-            raise ApiError(400, f"{field}: not supported by this gateway ({err})", param=field) from err
-        raise ApiError(400, f"invalid request: {err}") from err
-    except msgspec.DecodeError as err:
-        raise ApiError(400, f"malformed JSON: {err}") from err
-    except UnicodeDecodeError as err:
-        raise ApiError(400, f"malformed JSON: the body is not valid UTF-8 ({err.reason})") from err
-
-
-def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(obj), status=status, content_type="application/json")
-
-
-async def _sse_response(request: web.Request, events: AsyncIterator[bytes]) -> web.StreamResponse:
-    """Stream server-sent events. The first event is awaited before the headers go out, so a
-    failure before the first token is an ordinary HTTP error; a later one ends the stream with an
-    error event. Closing `events` (client gone, error) aborts both legs upstream."""
-    try:
-        first = await events.__anext__()
-        headers = {
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Request-Id": request[TRACE].request_id,
-        }
-        resp = web.StreamResponse(headers=headers)
-        await resp.prepare(request)
-        request[TRACE].status = resp.status  # what the access log says if the stream is cut
-        await resp.write(first)
-        try:
-            async for event in events:
-                await resp.write(event)
-        except ApiError as err:
-            request[TRACE].error = str(err)
-            await resp.write(of.sse(p.ErrorBody(p.ErrorDetail(str(err), err.kind))))
-        return resp
-    finally:
-        await events.aclose()
-
-
-async def _with_done(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        async for event in events:
-            yield event
-        yield b"data: [DONE]\n\n"
-    finally:
-        await events.aclose()
-
-
-SESSION_HEADERS = ("X-Session-Id", "X-SMG-Routing-Key")  # ours, and SGLang's gateway's
-MAX_SESSION_KEY = 256
-
-
-def session_key(request: web.Request, user: str | None = None) -> str | None:
-    """The client's conversation key for prefill affinity: a session header, else `user`."""
-    key = next((request.headers[h] for h in SESSION_HEADERS if request.headers.get(h)), None) or user
-    if key is not None and len(key) > MAX_SESSION_KEY:
-        raise ApiError(
-            400,
-            f"a session key (X-Session-Id, X-SMG-Routing-Key or user) is at most {MAX_SESSION_KEY} chars",
-        )
-    return key
-
-
-def _include_usage(req: p.SamplingFields) -> bool:
-    return req.stream_options is not None and req.stream_options.include_usage
-
-
-GATEWAY = web.AppKey("gateway", Gateway)
-TRACE = web.RequestKey("trace", Trace)
-_COUNTED = {"/v1/chat/completions", "/v1/completions", "/generate", "/v1/models"}
+_COUNTED = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/generate", "/v1/models"}
 
 
 def build_app(config: GatewayConfig) -> web.Application:
@@ -129,11 +61,13 @@ def build_app(config: GatewayConfig) -> web.Application:
             resp = await handler(request)
         except ApiError as err:
             body = p.ErrorBody(p.ErrorDetail(str(err), err.kind, err.param, err.code))
-            resp = _json(body, err.status)
+            resp = json_response(body, err.status)
             if counted:
                 trace.error = str(err)
         except web.HTTPRequestEntityTooLarge:
-            resp = _json(p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error")), 413)
+            resp = json_response(
+                p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error")), 413
+            )
         except web.HTTPException:
             raise
         except asyncio.CancelledError:  # the client went away, or the gateway stopped waiting
@@ -143,7 +77,7 @@ def build_app(config: GatewayConfig) -> web.Application:
             raise
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
-            resp = _json(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
+            resp = json_response(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
         if counted:
             gw.metrics.requests.labels(trace.task or "-", request.path, str(resp.status)).inc()
             if not resp.prepared:
@@ -161,14 +95,14 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     async def models(_: web.Request) -> web.Response:
         cards = [p.ModelCard(id=name, created=gw.created) for name in sorted(gw.prefill)]
-        return _json(p.ModelList(data=cards))
+        return json_response(p.ModelList(data=cards))
 
     async def model(request: web.Request) -> web.Response:
-        return _json(p.ModelCard(id=gw.task(request.match_info["model"]), created=gw.created))
+        return json_response(p.ModelCard(id=gw.task(request.match_info["model"]), created=gw.created))
 
     async def chat(request: web.Request) -> web.StreamResponse:
         """n choices of one chat prompt, streamed or as one JSON body; tool calls parsed out."""
-        req = await _decode_body(request, p.ChatRequest)
+        req = await decode_body(request, p.ChatRequest)
         task = request[TRACE].task = gw.task(req.model)
         tokenizer = gw.tokenizers[task]
         calls = tools.plan(req, gw.tool_parsers.get(task), task, tokenizer.tokenizer)
@@ -178,28 +112,13 @@ def build_app(config: GatewayConfig) -> web.Application:
         job = Job(task, ids, request[TRACE], extra, session_key(request, req.user))
         if req.stream:
             events = of.chat_events(
-                gw.stream_n(job, choices), task, _include_usage(req), req.n, bool(extra), calls
+                gw.stream_n(job, choices), task, include_usage(req), req.n, bool(extra), calls
             )
-            return await _sse_response(request, events)
-        return _json(of.chat_response(await gw.run_n(job, choices), task, bool(extra), calls))
-
-    async def completions(request: web.Request) -> web.StreamResponse:
-        req = await _decode_body(request, p.CompletionRequest)
-        task = request[TRACE].task = gw.task(req.model)
-        tokenizer = gw.tokenizers[task]
-        ids = req.prompt if isinstance(req.prompt, list) else tokenizer.text_ids(req.prompt)
-        choices = choice_params(req, tokenizer.stop_token_ids, config.max_n)
-        extra = logprob_fields(req, chat=False)
-        job = Job(task, ids, request[TRACE], extra, session_key(request, req.user))
-        if req.stream:
-            events = of.completion_events(
-                gw.stream_n(job, choices), task, _include_usage(req), req.n, bool(extra)
-            )
-            return await _sse_response(request, events)
-        return _json(of.completion_response(await gw.run_n(job, choices), task, bool(extra)))
+            return await sse_response(request, events)
+        return json_response(of.chat_response(await gw.run_n(job, choices), task, bool(extra), calls))
 
     async def native_generate(request: web.Request) -> web.Response:
-        req = await _decode_body(request, p.GenerateRequest)
+        req = await decode_body(request, p.GenerateRequest)
         trace = request[TRACE]
         task = trace.task = gw.task(req.model)
         params = {"stop_token_ids": gw.tokenizers[task].stop_token_ids, **req.sampling_params}
@@ -217,8 +136,8 @@ def build_app(config: GatewayConfig) -> web.Application:
         job = Job(task, req.input_ids, trace, extra, session_key(request))
         if req.stream:  # SGLang's own chunks, passed through
             events = (of.sse(c) async for c in gw.stream(job, params))
-            return await _sse_response(request, _with_done(events))
-        return _json(await gw.run(job, params))
+            return await sse_response(request, with_done(events))
+        return json_response(await gw.run(job, params))
 
     app = web.Application(middlewares=[api], client_max_size=config.max_body_bytes)
     app[GATEWAY] = gw
@@ -229,8 +148,9 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model}", model)
     app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_post("/v1/completions", completions)
+    add_completion_routes(app, config.max_n)
+    add_response_routes(app, config.max_n)
     app.router.add_post("/generate", native_generate)
-    add_token_routes(app, gw, _decode_body, _json)
+    add_token_routes(app, gw)
     add_admin_routes(app, gw)
     return app

@@ -73,7 +73,7 @@ def logprob_count(meta: dict[str, Any]) -> int:
     return len(meta.get("output_token_logprobs") or [])
 
 
-class _Choices:
+class Choices:
     """Per choice: the text and logprobs sent so far (SGLang streams the whole text in each
     chunk; OpenAI clients want what is new) and the latest meta_info."""
 
@@ -94,9 +94,14 @@ class _Choices:
         return delta
 
 
-def usage_n(metas: list[dict[str, Any]]) -> p.Usage:
-    """n choices of one prompt: the prompt counted once, the completions summed."""
+def usage_n(metas: list[dict[str, Any]], n: int = 1) -> p.Usage:
+    """n choices of each prompt (metas in prompt order): each prompt counted once (and its cache
+    hit), the completions summed."""
     first = usage(metas[0])
+    per_prompt = [usage(m) for m in metas[::n]]
+    first.prompt_tokens = sum(u.prompt_tokens for u in per_prompt)
+    cached = sum(u.prompt_tokens_details.cached_tokens for u in per_prompt if u.prompt_tokens_details)
+    first.prompt_tokens_details = p.PromptTokensDetails(cached_tokens=cached)
     completion = sum(m.get("completion_tokens", 0) for m in metas)
     first.completion_tokens, first.total_tokens = completion, first.prompt_tokens + completion
     return first
@@ -117,22 +122,8 @@ def chat_response(
 ) -> p.ChatResponse:
     """One JSON answer from the decode servers' answers, one per choice."""
     choices = [_chat_choice(i, o, logprobs, tools) for i, o in enumerate(outs)]
-    usage = usage_n([o["meta_info"] for o in outs])
+    usage = usage_n([o["meta_info"] for o in outs], n=len(outs))  # n choices of one prompt
     return p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
-
-
-def completion_response(outs: list[dict[str, Any]], model: str, logprobs: bool) -> p.CompletionResponse:
-    choices = [
-        p.CompletionChoice(
-            i,
-            o["text"],
-            finish_reason(o["meta_info"]),
-            completion_logprobs(o["meta_info"]) if logprobs else None,
-        )
-        for i, o in enumerate(outs)
-    ]
-    usage = usage_n([o["meta_info"] for o in outs])
-    return p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
 
 
 async def chat_events(
@@ -158,7 +149,7 @@ async def chat_events(
         for call in calls:
             yield chunk(index, p.Delta(tool_calls=[call]))
 
-    choices, started = _Choices(n), [False] * n
+    choices, started = Choices(n), [False] * n
     streams = [ToolStream(tools) for _ in range(n)] if tools is not None else None
     async for index, raw in chunks:
         delta = choices.delta(index, raw)
@@ -178,35 +169,5 @@ async def chat_events(
             reason = "tool_calls" if streams[index].called and reason == "stop" else reason
         yield chunk(index, p.Delta(), reason)
     if include_usage:
-        yield sse(p.ChatChunk(cid, created, model, [], usage_n(choices.meta)))
-    yield b"data: [DONE]\n\n"
-
-
-async def completion_events(
-    chunks: AsyncIterator[tuple[int, dict[str, Any]]],
-    model: str,
-    include_usage: bool,
-    n: int = 1,
-    logprobs: bool = False,
-) -> AsyncIterator[bytes]:
-    cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-
-    def chunk(
-        index: int, text: str, reason: str | None = None, lp: p.CompletionLogprobs | None = None
-    ) -> bytes:
-        return sse(p.CompletionChunk(cid, created, model, [p.CompletionChoice(index, text, reason, lp)]))
-
-    choices = _Choices(n)
-    async for index, raw in chunks:
-        offset = len(choices.sent[index])
-        delta = choices.delta(index, raw)
-        lp = None
-        if logprobs:
-            lp = completion_logprobs(choices.meta[index], choices.new_logprobs_from(index), offset)
-        if delta or (lp and lp.tokens):
-            yield chunk(index, delta, lp=lp)
-    for index in range(n):
-        yield chunk(index, "", finish_reason(choices.meta[index]))
-    if include_usage:
-        yield sse(p.CompletionChunk(cid, created, model, [], usage_n(choices.meta)))
+        yield sse(p.ChatChunk(cid, created, model, [], usage_n(choices.meta, n)))
     yield b"data: [DONE]\n\n"

@@ -16,6 +16,7 @@ class ToolCall(msgspec.Struct, forbid_unknown_fields=True):
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
+    index: int | None = None  # as answers number them; a call sent back keeps it (no effect)
 
 
 class ChatMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -112,7 +113,8 @@ class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
 
 class CompletionRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     model: str
-    prompt: str | list[int]
+    prompt: str | list[Any]  # a string, strings, token ids, or token-id lists (router/api/completions.py)
+    echo: bool = False  # each choice's text starts with its prompt
 
 
 class GenerateRequest(msgspec.Struct, kw_only=True):

@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from router.api import protocol as p
+from router.api.http import decode_body, json_response
 from router.api.messages import template_messages
 from router.errors import ApiError
 
@@ -39,7 +40,7 @@ class DetokenizeResponse(msgspec.Struct):
     text: str | list[str]
 
 
-def add_token_routes(app: web.Application, gw: Gateway, decode_body: Any, to_json: Any) -> None:
+def add_token_routes(app: web.Application, gw: Gateway) -> None:
     async def tokenize(request: web.Request) -> web.Response:
         req = await decode_body(request, TokenizeRequest)
         tok = gw.tokenizers[gw.task(req.model)]
@@ -55,7 +56,7 @@ def add_token_routes(app: web.Application, gw: Gateway, decode_body: Any, to_jso
             tokens = [tok.tokenizer.encode(t, add_special_tokens=req.add_special_tokens) for t in req.prompt]
             count = [len(t) for t in tokens]
         limit = tok.context_len or tok.tokenizer.model_max_length
-        return to_json(TokenizeResponse(tokens=tokens, count=count, max_model_len=int(limit)))
+        return json_response(TokenizeResponse(tokens=tokens, count=count, max_model_len=int(limit)))
 
     async def detokenize(request: web.Request) -> web.Response:
         req = await decode_body(request, DetokenizeRequest)
@@ -69,7 +70,7 @@ def add_token_routes(app: web.Application, gw: Gateway, decode_body: Any, to_jso
         if any(not 0 <= t < vocab for ids in batch for t in ids):
             raise ApiError(400, f"tokens: ids must be 0..{vocab - 1}", param="tokens")
         texts = [tok.decode(ids, skip_special_tokens=req.skip_special_tokens) for ids in batch]
-        return to_json(DetokenizeResponse(text=texts if many else texts[0]))
+        return json_response(DetokenizeResponse(text=texts if many else texts[0]))
 
     app.router.add_post("/v1/tokenize", tokenize)
     app.router.add_post("/v1/detokenize", detokenize)
