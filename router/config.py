@@ -36,6 +36,7 @@ class TaskRoute(msgspec.Struct, frozen=True):
     adapter: str | None = None  # ... and the adapter's name there; sent on the prefill leg only
     decode: list[str] | None = None  # the task's own decode pool (conventional mode); else shared
     tool_call_parser: str | None = None  # SGLang's parser of this model's tool calls (e.g. qwen25)
+    reasoning_parser: str | None = None  # SGLang's parser of its thinking (e.g. qwen3, deepseek-r1)
 
 
 class Timeouts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -65,6 +65,9 @@ class Gateway:
         }
         self.model_paths = {name: t.model_path for name, t in config.tasks.items()}
         self.tool_parsers = {n: t.tool_call_parser for n, t in config.tasks.items() if t.tool_call_parser}
+        self.reasoning_parsers = {
+            n: t.reasoning_parser for n, t in config.tasks.items() if t.reasoning_parser
+        }
         self.metrics = GatewayMetrics()
         self.supervision = supervision.Reader(config.supervision_file)
         self.in_flight = 0

@@ -19,9 +19,12 @@ class TaskTokenizer:
         self.context_len = _context_len(Path(model_path))  # prompt + new tokens; None if unknown
 
     def chat_ids(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        template_kwargs: dict[str, Any] | None = None,
     ) -> list[int]:
-        return chat_ids(self.tokenizer, messages, tools)
+        return chat_ids(self.tokenizer, messages, tools, template_kwargs)
 
     def text_ids(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt)
@@ -44,11 +47,16 @@ def check_lengths(prompt: int, new_tokens: int, max_prompt: int | None, context:
 
 
 def chat_ids(
-    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> list[int]:
     """A task's chat template over `messages` (and `tools`, if any), ready for the assistant's
     turn: the one way prompts are built, in the gateway and in training and evaluation alike."""
-    out = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=True)
+    out = tokenizer.apply_chat_template(
+        messages, tools=tools, add_generation_prompt=True, tokenize=True, **(template_kwargs or {})
+    )
     # transformers 5 returns a BatchEncoding for tokenize=True; older versions a list
     return list(out["input_ids"] if hasattr(out, "keys") else out)
 

@@ -26,6 +26,7 @@ async def gateway(
     dead_decode: str | None = None,
     extra_decode: str | None = None,
     tool_call_parser: str | None = None,
+    reasoning_parser: str | None = None,
     **options: object,
 ) -> AsyncIterator[tuple]:
     prefill = StubState("prefill", info={"model_path": str(model_path)})
@@ -38,6 +39,7 @@ async def gateway(
                     str(model_path),
                     [PrefillWorker(str(p_srv.make_url("")).rstrip("/"), 9999)],
                     tool_call_parser=tool_call_parser,
+                    reasoning_parser=reasoning_parser,
                 )
             },
             decode=[u for u in (dead_decode, extra_decode) if u] + [str(d_srv.make_url("")).rstrip("/")],

@@ -1,7 +1,8 @@
-"""Tools and structured outputs against stub servers, with the official openai client: the task's
-template renders the tools, tool_choice required or named puts SGLang's grammar on both legs, the
-task's parser (qwen25) turns the answer into tool calls, whole and streamed; response_format,
-regex and ebnf reach both legs as SGLang's sampling parameters."""
+"""Tools, reasoning and structured outputs against stub servers, with the official openai client:
+the task's template renders the tools, tool_choice required or named puts SGLang's grammar on both
+legs, the task's parsers (qwen25 calls, qwen3 thinking) split the answer into reasoning_content,
+content and tool calls, whole and streamed; response_format, regex and ebnf reach both legs as
+SGLang's sampling parameters."""
 
 from __future__ import annotations
 
@@ -231,5 +232,53 @@ def test_structured_outputs_reach_both_legs(
                     params = leg.requests[-1]["sampling_params"]
                     assert params[parameter] == grammar
                     assert not {"json_schema", "regex", "ebnf", "structural_tag"} - {parameter} & set(params)
+
+    run(body())
+
+
+THOUGHT = ["<think>", "Let", " me", " see", "</think>", "It", " is", " sunny."]
+
+
+def test_reasoning_is_split_from_the_answer_whole_and_streamed(tiny_qwen2: Path) -> None:
+    async def body() -> None:
+        async with gateway(tiny_qwen2, tool_call_parser="qwen25", reasoning_parser="qwen3") as (
+            url,
+            _,
+            prefill,
+            decode,
+        ):
+            oai = client_for(url)
+            decode.script = THOUGHT
+            out = await oai.chat.completions.create(model="math", messages=ASK, max_tokens=32)
+            message = out.choices[0].message
+            assert message.reasoning_content == "Let me see" and message.content == "It is sunny."
+            assert decode.requests[-1]["require_reasoning"] is True  # a grammar would wait for </think>
+            assert prefill.requests[-1] == decode.requests[-1]
+
+            stream = await oai.chat.completions.create(model="math", messages=ASK, max_tokens=32, stream=True)
+            thought, content = "", ""
+            async for chunk in stream:
+                delta = chunk.choices[0].delta
+                thought += getattr(delta, "reasoning_content", None) or ""
+                content += delta.content or ""
+            assert (thought, content) == ("Let me see", "It is sunny.")
+
+            out = await oai.chat.completions.create(
+                model="math", messages=ASK, max_tokens=32, extra_body={"separate_reasoning": False}
+            )
+            assert out.choices[0].message.content == "".join(THOUGHT)
+            off = {"chat_template_kwargs": {"enable_thinking": False}}
+            await oai.chat.completions.create(model="math", messages=ASK, max_tokens=32, extra_body=off)
+            assert "require_reasoning" not in decode.requests[-1]
+
+            decode.script = ["<think>", "a call", "</think>", *CALL[2:]]  # thinking, then a tool call
+            out = await oai.chat.completions.create(
+                model="math", messages=ASK, tools=[WEATHER], max_tokens=32
+            )
+            message = out.choices[0].message
+            assert (
+                message.reasoning_content == "a call" and message.tool_calls[0].function.name == "get_weather"
+            )
+            assert out.choices[0].finish_reason == "tool_calls"
 
     run(body())

@@ -30,6 +30,7 @@ def test_prefill_and_decode_argv_pin_dtype_kv_dtype_and_backend() -> None:
         assert argv[-2:] == ["--log-level", "warning"]  # pass-through last
         env = spec.env({})
         assert env["SGLANG_HOST_IP"] == "127.0.0.1" and env["SGLANG_USE_CPU_ENGINE"] == "1"
+        assert _flag(argv, "--grammar-backend") == "xgrammar"  # one grammar on both legs
     assert _flag(prefill.argv(), "--disaggregation-bootstrap-port") == "31501"
     assert _flag(decode.argv(), "--disaggregation-decode-retraction-backup") == "cpu_tensor"
     assert "--disaggregation-bootstrap-port" not in decode.argv()
@@ -95,6 +96,11 @@ def test_cluster_plan_pins_each_role_to_its_cpus(tmp_path: Path, tiny_base: Path
         ("base: x\ntasks: {'a:b': {model_path: x}}\n", "task name 'a:b'"),
         ("base: x\ntasks: {a: {model_path: x}}\nbogus: 1\n", "unknown field `bogus`"),
         ("base: x\ntasks: {a: {model_path: x, replicas: 0}}\n", "replicas must be at least 1"),
+        (
+            "base: x\ntasks: {a: {model_path: x, reasoning_parser: qwen3},"
+            " b: {model_path: x, reasoning_parser: kimi}}\n",
+            "one per cluster",
+        ),
     ],
 )
 def test_bad_cluster_files_are_refused(tmp_path: Path, body: str, message: str) -> None:
@@ -168,3 +174,28 @@ def test_a_cluster_whose_ports_are_taken_is_refused_before_anything_starts(
         with pytest.raises(ServerFailed, match=f"127.0.0.1:{port} \\(decode-0\\)"):
             cluster.start()
     assert cluster.procs == []
+
+
+def test_parsers_reach_the_gateway_and_the_servers(tmp_path: Path, tiny_base: Path, tiny_task: Path) -> None:
+    text = f"""
+base: {tiny_base}
+tasks:
+  tools: {{model_path: {tiny_task}, tool_call_parser: qwen25}}
+  think: {{model_path: {tiny_task}, reasoning_parser: deepseek-r1}}
+  plain: {{model_path: {tiny_base}}}
+"""
+    cluster = plan(cluster_config.load(_write(tmp_path, text)), "cpu")
+    routes = cluster.gateway.tasks
+    assert routes["tools"].tool_call_parser == "qwen25" and routes["tools"].reasoning_parser is None
+    assert routes["think"].reasoning_parser == "deepseek-r1" and routes["plain"].tool_call_parser is None
+    # every server, decode and every prefill alike: the grammar waits for the thinking on both legs
+    assert {_flag(s.argv(), "--reasoning-parser") for s in cluster.servers} == {"deepseek-r1"}
+
+
+@pytest.mark.parametrize("field", ["tool_call_parser", "reasoning_parser"])
+def test_unknown_parsers_are_refused_before_anything_starts(
+    tmp_path: Path, tiny_base: Path, field: str
+) -> None:
+    text = f"base: {tiny_base}\ntasks: {{a: {{model_path: {tiny_base}, {field}: nonsense}}}}\n"
+    with pytest.raises(ValueError, match=f"unknown {field} 'nonsense'"):
+        plan(cluster_config.load(_write(tmp_path, text)), "cpu")

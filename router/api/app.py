@@ -13,20 +13,20 @@ from router.admin import add_admin_routes
 from router.api import openai_format as of
 from router.api import protocol as p
 from router.api import tools
+from router.api.chat import add_chat_routes
 from router.api.completions import add_completion_routes
 from router.api.http import (
     GATEWAY,
     TRACE,
     decode_body,
-    include_usage,
     json_response,
     session_key,
     sse_response,
     with_done,
 )
-from router.api.messages import template_messages
+from router.api.parsing import check_reasoning_parsers
 from router.api.responses import add_response_routes
-from router.api.sampling import MAX_TOP_LOGPROBS, choice_params, logprob_fields
+from router.api.sampling import MAX_TOP_LOGPROBS
 from router.api.tokens import add_token_routes
 from router.config import GatewayConfig
 from router.errors import ApiError
@@ -41,7 +41,9 @@ _COUNTED = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/genera
 
 def build_app(config: GatewayConfig) -> web.Application:
     gw = Gateway(config)
-    tools.check_parsers(gw.tool_parsers)  # and SGLang's parsers imported now, not on a request
+    # unknown names fail here; and SGLang's parsers are imported now, not on a request
+    tools.check_parsers(gw.tool_parsers)
+    check_reasoning_parsers(gw.reasoning_parsers)
     keys = [k.encode() for k in config.api_keys]
 
     def check_key(request: web.Request) -> None:
@@ -100,23 +102,6 @@ def build_app(config: GatewayConfig) -> web.Application:
     async def model(request: web.Request) -> web.Response:
         return json_response(p.ModelCard(id=gw.task(request.match_info["model"]), created=gw.created))
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        """n choices of one chat prompt, streamed or as one JSON body; tool calls parsed out."""
-        req = await decode_body(request, p.ChatRequest)
-        task = request[TRACE].task = gw.task(req.model)
-        tokenizer = gw.tokenizers[task]
-        calls = tools.plan(req, gw.tool_parsers.get(task), task, tokenizer.tokenizer)
-        ids = tokenizer.chat_ids(template_messages(req.messages), calls.template_tools if calls else None)
-        choices = choice_params(req, tokenizer.stop_token_ids, config.max_n, calls)
-        extra = logprob_fields(req, chat=True)
-        job = Job(task, ids, request[TRACE], extra, session_key(request, req.user))
-        if req.stream:
-            events = of.chat_events(
-                gw.stream_n(job, choices), task, include_usage(req), req.n, bool(extra), calls
-            )
-            return await sse_response(request, events)
-        return json_response(of.chat_response(await gw.run_n(job, choices), task, bool(extra), calls))
-
     async def native_generate(request: web.Request) -> web.Response:
         req = await decode_body(request, p.GenerateRequest)
         trace = request[TRACE]
@@ -147,7 +132,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model}", model)
-    app.router.add_post("/v1/chat/completions", chat)
+    add_chat_routes(app, config.max_n)
     add_completion_routes(app, config.max_n)
     add_response_routes(app, config.max_n)
     app.router.add_post("/generate", native_generate)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
 from router.api import protocol as p
-from router.api.tools import ToolPlan, ToolStream, parse_answer
 
 
 def finish_reason(meta: dict[str, Any]) -> str | None:
@@ -105,69 +101,3 @@ def usage_n(metas: list[dict[str, Any]], n: int = 1) -> p.Usage:
     completion = sum(m.get("completion_tokens", 0) for m in metas)
     first.completion_tokens, first.total_tokens = completion, first.prompt_tokens + completion
     return first
-
-
-def _chat_choice(index: int, out: dict[str, Any], logprobs: bool, tools: ToolPlan | None) -> p.ChatChoice:
-    text, reason, calls = out["text"], finish_reason(out["meta_info"]), None
-    if tools is not None:
-        text, found = parse_answer(tools, text)
-        if found:  # content null when the answer is only calls, as OpenAI sends it
-            text, calls, reason = text or None, found, "tool_calls" if reason == "stop" else reason
-    lp = chat_logprobs(out["meta_info"]) if logprobs else None
-    return p.ChatChoice(index, p.ChatChoiceMessage("assistant", text, calls), reason, lp)
-
-
-def chat_response(
-    outs: list[dict[str, Any]], model: str, logprobs: bool, tools: ToolPlan | None = None
-) -> p.ChatResponse:
-    """One JSON answer from the decode servers' answers, one per choice."""
-    choices = [_chat_choice(i, o, logprobs, tools) for i, o in enumerate(outs)]
-    usage = usage_n([o["meta_info"] for o in outs], n=len(outs))  # n choices of one prompt
-    return p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
-
-
-async def chat_events(
-    chunks: AsyncIterator[tuple[int, dict[str, Any]]],
-    model: str,
-    include_usage: bool,
-    n: int = 1,
-    logprobs: bool = False,
-    tools: ToolPlan | None = None,
-) -> AsyncIterator[bytes]:
-    """Chat chunks: per choice a role delta, content deltas, tool-call deltas (with tools: each
-    token's text through the task's parser), and the finish reason."""
-    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-
-    def chunk(
-        index: int, delta: p.Delta, reason: str | None = None, lp: p.ChatLogprobs | None = None
-    ) -> bytes:
-        return sse(p.ChatChunk(cid, created, model, [p.ChatChunkChoice(index, delta, reason, lp)]))
-
-    def pieces(index: int, text: str, calls: list[p.AnswerToolCall], lp: p.ChatLogprobs | None):
-        if text or (lp and lp.content):
-            yield chunk(index, p.Delta(content=text), lp=lp)
-        for call in calls:
-            yield chunk(index, p.Delta(tool_calls=[call]))
-
-    choices, started = Choices(n), [False] * n
-    streams = [ToolStream(tools) for _ in range(n)] if tools is not None else None
-    async for index, raw in chunks:
-        delta = choices.delta(index, raw)
-        if not started[index]:
-            yield chunk(index, p.Delta(role="assistant", content=""))
-            started[index] = True
-        lp = chat_logprobs(choices.meta[index], choices.new_logprobs_from(index)) if logprobs else None
-        text, calls = streams[index].feed(delta) if streams and delta else (delta, [])
-        for event in pieces(index, text, calls, lp):
-            yield event
-    for index in range(n):
-        reason = finish_reason(choices.meta[index])
-        if streams:
-            text, calls = streams[index].end()
-            for event in pieces(index, text, calls, None):
-                yield event
-            reason = "tool_calls" if streams[index].called and reason == "stop" else reason
-        yield chunk(index, p.Delta(), reason)
-    if include_usage:
-        yield sse(p.ChatChunk(cid, created, model, [], usage_n(choices.meta, n)))
-    yield b"data: [DONE]\n\n"

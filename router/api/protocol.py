@@ -109,6 +109,8 @@ class ChatRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool = True
+    chat_template_kwargs: dict[str, Any] | None = None  # to the task's template (enable_thinking, ...)
+    separate_reasoning: bool = True  # a reasoning task: thinking in reasoning_content (SGLang's)
 
 
 class CompletionRequest(SamplingFields, kw_only=True, forbid_unknown_fields=True):
@@ -159,6 +161,7 @@ class ChatChoiceMessage(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | None
     tool_calls: list[AnswerToolCall] | None = None
+    reasoning_content: str | None = None  # a reasoning task's thinking (its reasoning_parser)
 
 
 class TopLogprob(msgspec.Struct):
@@ -243,6 +246,7 @@ class ErrorBody(msgspec.Struct):
 class Delta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[AnswerToolCall] | None = None
 
 

@@ -28,6 +28,9 @@ class TaskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # SGLang's parser of this model's tool calls (qwen25, llama3, hermes, ...): the gateway renders
     # `tools` with the task's template and parses the calls out of its answers.
     tool_call_parser: str | None = None
+    # SGLang's parser of its thinking (qwen3, deepseek-r1, ...): answers carry reasoning_content,
+    # and every server gets --reasoning-parser (one per cluster: the decode pool is shared).
+    reasoning_parser: str | None = None
 
 
 class PrefillPoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -130,6 +133,15 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         self._check_placement()
         self._check_ports()
         self._check_key()
+        if len({t.reasoning_parser for t in self.tasks.values()} - {None}) > 1:
+            raise ValueError(
+                "reasoning_parser: one per cluster (every server of the shared decode pool runs it)"
+            )
+
+    @property
+    def reasoning_parser(self) -> str | None:
+        """The servers' --reasoning-parser: that of the cluster's reasoning tasks, if any."""
+        return next((t.reasoning_parser for t in self.tasks.values() if t.reasoning_parser), None)
 
     def kv_tokens(self, device: str) -> int | None:
         return kv_tokens(self.max_total_tokens, device)

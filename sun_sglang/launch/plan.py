@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from router.api.parsing import check_reasoning_parsers
 from router.api.tools import check_parsers
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
 from sun_sglang import compat
@@ -48,6 +49,9 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
     mode conventional (the baseline): each task gets `decode.replicas` decode servers of its own,
     holding the task's own checkpoint; same gateway, same code path."""
     check_parsers({name: t.tool_call_parser for name, t in config.tasks.items() if t.tool_call_parser})
+    check_reasoning_parsers(
+        {name: t.reasoning_parser for name, t in config.tasks.items() if t.reasoning_parser}
+    )
     base = str(decode_module(resolve_model(config.base), device))  # QSUN: packed or dequantized
     dtype = compat.serving_dtype(compat.read_config(base), config.dtype)
     options = ServeOptions(
@@ -58,6 +62,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
         max_total_tokens=config.kv_tokens(device),
         transfer_ports=config.transfer_ports,
         api_key=config.cluster_key,
+        reasoning_parser=config.reasoning_parser,
     )
     ports = itertools.count(config.first_port)
     servers: list[ServerSpec] = []
@@ -123,9 +128,13 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
                 compat.check_adapter(adapter, base, pool.max_lora_rank, pool.target_modules)
             except compat.IncompatibleCheckpoint as err:
                 raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
-            tool_parser = config.tasks[task].tool_call_parser
+            spec = config.tasks[task]
             routes[task] = TaskRoute(
-                model_path=base, pool=pool_name, adapter=task, tool_call_parser=tool_parser
+                model_path=base,
+                pool=pool_name,
+                adapter=task,
+                tool_call_parser=spec.tool_call_parser,
+                reasoning_parser=spec.reasoning_parser,
             )
         lora = LoraServing(
             adapters, pool.max_lora_rank, pool.target_modules, pool.max_loras_per_batch, pool.max_loaded_loras
@@ -157,6 +166,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
             prefill=[prefill_worker(s) for s in prefill],
             decode=own,
             tool_call_parser=task_config.tool_call_parser,
+            reasoning_parser=task_config.reasoning_parser,
         )
     router_host = config.hosts.get(config.router.host)
     gateway = GatewayConfig(

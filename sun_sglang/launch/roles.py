@@ -69,6 +69,8 @@ class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     net_device: str | None = None  # the interface of that address (UCX_NET_DEVICES on CPU)
     transfer_ports: PortRange | None = None  # the transfer engines' listening ports
     api_key: str | None = None  # SGLang's --api-key: only the gateway (which sends it) gets in
+    # the cluster's reasoning tasks' parser: both legs then apply a grammar after the thinking
+    reasoning_parser: str | None = None
     max_total_tokens: int | None = 4096
     extra_args: list[str] = []
     cpus: str | None = None  # run under `taskset -c CPUS`
@@ -153,6 +155,8 @@ class ServerSpec(msgspec.Struct, frozen=True):
             argv += ["--served-model-name", self.served_model_name]
         if opts.api_key:
             argv.append(f"--api-key={opts.api_key}")
+        if opts.reasoning_parser:
+            argv += ["--reasoning-parser", opts.reasoning_parser]
         if self.dist_port is not None:
             argv += ["--nccl-port", str(self.dist_port)]
         if opts.max_total_tokens:
