@@ -57,3 +57,9 @@ def tiny_adapters(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
 def tiny_qwen2() -> Path:
     """A random 2-layer Qwen2 with Qwen2.5's tokenizer and tool template (prepares Qwen2.5 first)."""
     return prepare("tiny-qwen2")
+
+
+@pytest.fixture(scope="session", params=["tiny-llama", "tiny-qwen2"])
+def tiny_family(request: pytest.FixtureRequest) -> Path:
+    """Each model family at tiny size: Llama (tied head) and Qwen2 (biased QKV, untied head)."""
+    return prepare(request.param)

@@ -98,3 +98,11 @@ def test_launch_prefill_refuses_before_sglang_starts(tiny_base: Path, tmp_path: 
     assert out.returncode == 2
     assert "num_key_value_heads: 4 (prefill) vs 2 (decode)" in out.stderr
     assert "sglang.launch_server" not in out.stderr  # never reached SGLang
+
+
+def test_another_family_is_refused(tiny_base: Path, tiny_qwen2: Path) -> None:
+    """A Qwen2 prefill module on a Llama decode module (or the reverse): refused before serving."""
+    for prefill, decode in ((tiny_qwen2, tiny_base), (tiny_base, tiny_qwen2)):
+        with pytest.raises(compat.IncompatibleCheckpoint):
+            compat.check_prefill_module(prefill, decode)
+    compat.check_prefill_module(tiny_qwen2, tiny_qwen2)

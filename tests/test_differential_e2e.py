@@ -3,7 +3,8 @@ is the base, served through the SUN gateway (prefill -> KV transfer -> decode), 
 server of the same base with its own OpenAI layer. Both get the same requests from the official
 openai client at temperature 0 (or top_k 1) and must give the same answers: text, finish reason,
 token counts, JSON under a schema, tool calls; streamed and not. On both model families: SmolLM2
-(Llama, ChatML) and Qwen2.5-Coder (Qwen2, a template with tools; SGLang's qwen25 parser)."""
+(Llama, ChatML) and Qwen2.5-Coder (Qwen2, a template with tools; SGLang's qwen25 parser). A second
+task with its own prefill module is checked against the SUN reference in the same cluster."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ class Pair:
         self.sun = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="x", max_retries=0, timeout=600)
         self.plain = openai.OpenAI(base_url=f"{plain_url}/v1", api_key="x", max_retries=0, timeout=600)
         self.model, self.plain_model = model, plain_model
+        self.expected: list[tuple[str, int]] = []  # the SUN reference's answers of task "variant"
+        self.expected: list[tuple[str, int]] = []  # the SUN reference's answers of task "variant"
 
     def both(self, **kw: Any) -> tuple[Any, Any]:
         return (
@@ -89,10 +92,30 @@ def answer(resp: Any) -> tuple:
     return choice.message.content or "", calls, choice.finish_reason, resp.usage.completion_tokens
 
 
+# family -> (base, a distinct-weight prefill module of it, SGLang's tool-call parser)
 FAMILIES = {
-    "smollm2": ("smollm2-135m", None),
-    "qwen25": ("qwen2.5-coder-0.5b", "qwen25"),
+    "smollm2": ("smollm2-135m", "smollm2-135m-variant-b", None),
+    "qwen25": ("qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-variant-a", "qwen25"),
 }
+REFERENCE_ASKS = ["Name three colours.", "What is 12 plus 30?"]
+
+
+def sun_reference(base: str, variant: str) -> list[tuple[str, int]]:
+    """(text, tokens) of the variant's greedy answers by the SUN reference (prefill module: the
+    variant, decode module: the base), computed before any server takes the memory."""
+    from transformers import AutoTokenizer
+
+    from router.tokenizer import chat_ids
+    from sun_sglang.reference import SunReference
+
+    tok = AutoTokenizer.from_pretrained(prepare(variant))  # the task's template, as the gateway's
+    ref = SunReference.load(str(prepare(variant)), str(prepare(base)))
+    prompts = [chat_ids(tok, [{"role": "user", "content": ask}]) for ask in REFERENCE_ASKS]
+    out = []
+    for tokens in ref.generate(prompts, max_new_tokens=16):
+        answer = [t for t in tokens if t not in ref.stop_token_ids]
+        out.append((tok.decode(answer, skip_special_tokens=True), len(tokens)))
+    return out
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -100,18 +123,33 @@ def pair(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Pair]]:
     family = request.param
-    base, parser = FAMILIES[family]
+    base, variant, parser = FAMILIES[family]
+    expected = sun_reference(base, variant)
     tmp = tmp_path_factory.mktemp(f"differential-{family}")
     extra = f", tool_call_parser: {parser}" if parser else ""
-    cluster = start_cluster(tmp, "mooncake_tcp", tasks={"base": base}, base=base, task_extra=extra)
+    tasks = {"base": base, "variant": variant}
+    cluster = start_cluster(tmp, "mooncake_tcp", tasks=tasks, base=base, task_extra=extra)
     try:
         plain, plain_url = start_plain_server(tmp, base, ["--tool-call-parser", parser] if parser else [])
         try:
-            yield family, Pair(cluster.gateway_url, plain_url, "base", str(prepare(base)))
+            both = Pair(cluster.gateway_url, plain_url, "base", str(prepare(base)))
+            both.expected = expected
+            yield family, both
         finally:
             plain.stop()
     finally:
         cluster.stop()
+
+
+def test_a_distinct_prefill_module_answers_as_the_sun_reference(pair: tuple[str, Pair]) -> None:
+    """The other task: its own prefill module's KV, continued by the shared base, through the
+    gateway; the SUN reference (plain torch) is the oracle here: SGLang has no such mode."""
+    _, both = pair
+    for ask, (text, tokens) in zip(REFERENCE_ASKS, both.expected):
+        out = both.sun.chat.completions.create(
+            model="variant", messages=[{"role": "user", "content": ask}], temperature=0, max_tokens=16
+        )
+        assert (out.choices[0].message.content, out.usage.completion_tokens) == (text, tokens), ask
 
 
 def test_same_text_with_sampling_fields_streamed_and_not(pair: tuple[str, Pair]) -> None:

@@ -17,9 +17,11 @@ def test_left_pad_aligns_right_and_rejects_empty() -> None:
         left_pad([[1], []], pad_id=0)
 
 
-@pytest.mark.parametrize("model", ["tiny", "smollm2"])
-def test_same_checkpoint_equals_plain_generate(model: str, tiny_base: Path, smollm2: Path) -> None:
-    path = str(tiny_base if model == "tiny" else smollm2)
+@pytest.mark.parametrize("model", ["tiny", "tiny-qwen2", "smollm2"])
+def test_same_checkpoint_equals_plain_generate(
+    model: str, tiny_base: Path, tiny_qwen2: Path, smollm2: Path
+) -> None:
+    path = str({"tiny": tiny_base, "tiny-qwen2": tiny_qwen2, "smollm2": smollm2}[model])
     ref = SunReference.load(path, path)
     got = ref.generate(PROMPTS, max_new_tokens=12)
     for prompt, tokens in zip(PROMPTS, got):

@@ -21,8 +21,8 @@ PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17]]
 ANSWERS = [[20, 21, 22], [23], [24, 25]]
 
 
-def test_hybrid_forward_with_one_model_is_the_plain_forward(tiny_base: Path) -> None:
-    model = load_model(str(tiny_base))
+def test_hybrid_forward_with_one_model_is_the_plain_forward(tiny_family: Path) -> None:
+    model = load_model(str(tiny_family))
     batch = Batch.build(PROMPTS, ANSWERS, pad_id=0)
     with torch.no_grad():
         hybrid = answer_logits(model, model, batch)
@@ -32,11 +32,11 @@ def test_hybrid_forward_with_one_model_is_the_plain_forward(tiny_base: Path) -> 
             torch.testing.assert_close(hybrid[row, : len(answer)], want, rtol=1e-5, atol=1e-5)
 
 
-def test_hybrid_forward_uses_the_prefill_kv(tiny_base: Path) -> None:
+def test_hybrid_forward_uses_the_prefill_kv(tiny_family: Path) -> None:
     """With a different prefill module, answer positions after the first change too: the decode
     module attends to the KV the prefill module wrote."""
-    decode = load_model(str(tiny_base))
-    prefill = load_model(str(tiny_base))
+    decode = load_model(str(tiny_family))
+    prefill = load_model(str(tiny_family))
     with torch.no_grad():
         for p in prefill.model.layers[0].self_attn.k_proj.parameters():
             p.add_(0.5)
@@ -47,9 +47,9 @@ def test_hybrid_forward_uses_the_prefill_kv(tiny_base: Path) -> None:
     assert not torch.allclose(same[0, 1:], mixed[0, 1:])
 
 
-def test_gradients_reach_every_prefill_parameter_and_no_decode_parameter(tiny_base: Path) -> None:
-    prefill = load_model(str(tiny_base), attention="sdpa").train()
-    decode = load_model(str(tiny_base), attention="sdpa").requires_grad_(False)
+def test_gradients_reach_every_prefill_parameter_and_no_decode_parameter(tiny_family: Path) -> None:
+    prefill = load_model(str(tiny_family), attention="sdpa").train()
+    decode = load_model(str(tiny_family), attention="sdpa").requires_grad_(False)
     batch = Batch.build(PROMPTS, ANSWERS, pad_id=0)
     answer_nll(prefill, decode, batch).backward()
     missing = [n for n, p in prefill.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -76,11 +76,11 @@ def _config(tiny_base: Path, out: Path, **kw: object) -> TrainConfig:
     return TrainConfig(**{**base, "n_test": 100, "save_every": 2, "warmup_steps": 1, "lr": 1e-3, **kw})
 
 
-def test_sun_training_changes_the_prefill_module_only(tiny_base: Path, tmp_path: Path) -> None:
-    trainer = Trainer(_config(tiny_base, tmp_path / "sun"))
+def test_sun_training_changes_the_prefill_module_only(tiny_family: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_family, tmp_path / "sun"))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.run(progress=False)
-    assert decode_module_unchanged(trainer.decode, str(tiny_base))
+    assert decode_module_unchanged(trainer.decode, str(tiny_family))
     changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) == len(before)
     assert trainer.losses[-1] < trainer.losses[0]
@@ -111,9 +111,9 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tiny_base: Path, t
 
 
 def test_export_is_a_plain_checkpoint_that_passes_the_compatibility_check(
-    tiny_base: Path, tmp_path: Path
+    tiny_family: Path, tmp_path: Path
 ) -> None:
-    trainer = Trainer(_config(tiny_base, tmp_path / "exp", steps=2, save_every=1))
+    trainer = Trainer(_config(tiny_family, tmp_path / "exp", steps=2, save_every=1))
     trainer.run(progress=False)
     assert trainer.checkpoint_dir.is_dir()
     out = trainer.export()
@@ -121,9 +121,9 @@ def test_export_is_a_plain_checkpoint_that_passes_the_compatibility_check(
     loaded = AutoModelForCausalLM.from_pretrained(out)
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
-    check_prefill_module(str(out), str(tiny_base))  # raises IncompatibleCheckpoint on a mismatch
+    check_prefill_module(str(out), str(tiny_family))  # raises IncompatibleCheckpoint on a mismatch
     assert json.loads((out / "sun_train.json").read_text())["steps"] == 2
-    assert (out / "chat_template.jinja").read_text() == (tiny_base / "chat_template.jinja").read_text()
+    assert (out / "chat_template.jinja").read_text() == (tiny_family / "chat_template.jinja").read_text()
 
 
 def test_task_splits_are_disjoint_and_seeded() -> None:

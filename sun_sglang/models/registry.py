@@ -75,6 +75,7 @@ MODELS: dict[str, Callable[[Path], None]] = {
     # The second family (Qwen2: biased QKV, untied head, a template with tools): ~1 min, 2 GB.
     "qwen2.5-coder-0.5b": _qwen25_coder,
     "tiny-qwen2": _tiny_qwen2,
+    "qwen2.5-coder-0.5b-variant-a": _variant("qwen2.5-coder-0.5b", seed=1, scale=0.02),
     # Distinct-weight stand-ins for two task models (plumbing and serving tests).
     "smollm2-135m-variant-a": _variant("smollm2-135m", seed=1, scale=0.05),
     "smollm2-135m-variant-b": _variant("smollm2-135m", seed=2, scale=0.05),
