@@ -20,7 +20,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from router.admin_adapters import add_adapter_routes
+from router.admin_adapters import add_adapter_routes, checked_tool_parser
 from router.config import TASK_NAME, PrefillWorker
 from router.errors import ApiError
 from router.gateway import Gateway
@@ -41,6 +41,7 @@ class JoinPrefill(msgspec.Struct, forbid_unknown_fields=True):
     task: str
     url: str
     bootstrap_port: int
+    tool_call_parser: str | None = None  # a new task's (SGLang's parser names); an old one keeps its own
 
 
 class JoinDecode(msgspec.Struct, forbid_unknown_fields=True):
@@ -125,6 +126,10 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
         if req.task in gw.adapters:  # a new server of a multi-LoRA pool would lack its adapters
             raise ApiError(409, f"task {req.task!r} is a LoRA adapter on a prefill pool, not its own servers")
         if req.task in gw.prefill:
+            if req.tool_call_parser not in (None, gw.tool_parsers.get(req.task)):
+                raise ApiError(
+                    409, f"task {req.task!r} parses tool calls with {gw.tool_parsers.get(req.task)}"
+                )
             if gw.model_paths[req.task] != model:
                 raise ApiError(409, f"task {req.task!r} is served by {gw.model_paths[req.task]}, not {model}")
             try:
@@ -136,6 +141,8 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
                 raise ApiError(
                     400, f"task name {req.task!r}: use letters, digits, '_', '.', '-'", param="task"
                 )
+            if checked_tool_parser(req.task, req.tool_call_parser):
+                gw.tool_parsers[req.task] = req.tool_call_parser
             gw.tokenizers[req.task] = await asyncio.to_thread(TaskTokenizer, model)
             gw.model_paths[req.task] = model
             gw.decode[req.task] = gw.shared_decode

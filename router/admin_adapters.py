@@ -23,6 +23,7 @@ from aiohttp import web
 from router.config import TASK_NAME
 from router.errors import ApiError
 from router.gateway import Gateway
+from router.parsers import check_tool_parsers
 from router.tokenizer import TaskTokenizer
 from sun_sglang import compat
 
@@ -31,6 +32,7 @@ class LoadAdapter(msgspec.Struct, forbid_unknown_fields=True):
     task: str  # the new task's name; also the adapter's name on the prefill servers
     pool: str  # a multi-LoRA prefill pool (prefill_pools)
     path: str  # the adapter folder, as the gateway and the prefill servers see it
+    tool_call_parser: str | None = None  # SGLang's parser of its tool calls (qwen25, llama3, ...)
 
 
 class UnloadAdapter(msgspec.Struct, forbid_unknown_fields=True):
@@ -94,6 +96,7 @@ def add_adapter_routes(
                 )
             except compat.IncompatibleCheckpoint as err:
                 raise ApiError(409, str(err)) from err
+            checked_tool_parser(req.task, req.tool_call_parser)
             payload = {"lora_name": req.task, "lora_path": req.path}
             errors = await asyncio.gather(*(_post(session, f"{u}/load_lora_adapter", payload) for u in urls))
             failed = {u: e for u, e in zip(urls, errors) if e is not None}
@@ -109,6 +112,8 @@ def add_adapter_routes(
             )
             gw.tokenizers[req.task], gw.model_paths[req.task] = tokenizer, base
             gw.decode[req.task], gw.adapters[req.task] = gw.shared_decode, req.task
+            if req.tool_call_parser is not None:
+                gw.tool_parsers[req.task] = req.tool_call_parser
             gw.prefill[req.task] = pool  # served from now on
         return web.json_response({"task": req.task, "pool": req.pool, "servers": urls})
 
@@ -124,7 +129,7 @@ def add_adapter_routes(
                 )
                 raise ApiError(404, f"{req.task!r} is {known}, not an adapter task", param="task")
             pool = gw.prefill.pop(req.task)  # new requests: 404 from here on
-            for table in (gw.tokenizers, gw.model_paths, gw.decode, gw.adapters):
+            for table in (gw.tokenizers, gw.model_paths, gw.decode, gw.adapters, gw.tool_parsers):
                 table.pop(req.task, None)
             deadline = time.monotonic() + req.wait_s
             while gw.running[req.task] and time.monotonic() < deadline:
@@ -154,3 +159,13 @@ def add_adapter_routes(
     app.router.add_get("/admin/adapters", listing)
     app.router.add_post("/admin/adapters", load)
     app.router.add_post("/admin/adapters/unload", unload)
+
+
+def checked_tool_parser(task: str, parser: str | None) -> str | None:
+    """A new task's tool_call_parser, if given: one of SGLang's, else a 400 naming it."""
+    if parser is not None:
+        try:
+            check_tool_parsers({task: parser})
+        except ValueError as err:
+            raise ApiError(400, str(err), param="tool_call_parser") from err
+    return parser

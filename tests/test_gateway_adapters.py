@@ -112,10 +112,19 @@ def test_a_failed_decode_leg_aborts_the_prefill_leg(tiny_base: Path) -> None:
 def test_load_serve_and_unload_an_adapter_at_run_time(tiny_base: Path, tiny_adapters: list[Path]) -> None:
     async def body() -> None:
         async with lora_gateway(tiny_base, ["math"]) as (url, client, stubs):
-            load = {"task": "poetry", "pool": "lora", "path": str(tiny_adapters[0])}
+            load = {
+                "task": "poetry",
+                "pool": "lora",
+                "path": str(tiny_adapters[0]),
+                "tool_call_parser": "qwen25",
+            }
             async with client.post(f"{url}/admin/adapters", json=load, headers=ADMIN) as resp:
                 assert resp.status == 200, await resp.text()
             assert stubs["pool"].loras == {"math", "poetry"}
+            tools = {"tools": [{"type": "function", "function": {"name": "f"}}]}
+            for task, status in (("poetry", 200), ("math", 400)):  # only poetry has a tool parser
+                async with client.post(f"{url}/v1/chat/completions", json={**chat(task), **tools}) as resp:
+                    assert resp.status == status, await resp.text()
             async with client.post(f"{url}/v1/chat/completions", json=chat("poetry")) as resp:
                 assert resp.status == 200
             assert stubs["pool"].requests[-1]["lora_path"] == "poetry"
@@ -161,6 +170,7 @@ def test_unload_waits_for_requests_in_flight(tiny_base: Path) -> None:
         ({"task": "../x"}, 400, "task name"),
         ({"base_adapter": True}, 409, "does not fit base"),
         ({"refuse": True}, 409, "refused the adapter"),
+        ({"tool_call_parser": "nonsense"}, 400, "unknown tool_call_parser 'nonsense'"),
     ],
 )
 def test_bad_adapter_loads_get_clear_errors(

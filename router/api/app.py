@@ -12,7 +12,6 @@ from aiohttp import web
 from router.admin import add_admin_routes
 from router.api import openai_format as of
 from router.api import protocol as p
-from router.api import tools
 from router.api.chat import add_chat_routes
 from router.api.completions import add_completion_routes
 from router.api.http import (
@@ -24,13 +23,13 @@ from router.api.http import (
     sse_response,
     with_done,
 )
-from router.api.parsing import check_reasoning_parsers
 from router.api.responses import add_response_routes
 from router.api.sampling import MAX_TOP_LOGPROBS
 from router.api.tokens import add_token_routes
 from router.config import GatewayConfig
 from router.errors import ApiError
 from router.gateway import Gateway, Job
+from router.parsers import check_reasoning_parsers, check_tool_parsers
 from router.trace import Trace, request_id
 
 log = logging.getLogger("router")
@@ -42,7 +41,7 @@ _COUNTED = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/genera
 def build_app(config: GatewayConfig) -> web.Application:
     gw = Gateway(config)
     # unknown names fail here; and SGLang's parsers are imported now, not on a request
-    tools.check_parsers(gw.tool_parsers)
+    check_tool_parsers(gw.tool_parsers)
     check_reasoning_parsers(gw.reasoning_parsers)
     keys = [k.encode() for k in config.api_keys]
 

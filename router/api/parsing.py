@@ -11,20 +11,6 @@ from router.api import protocol as p
 from router.api.tools import ToolPlan, ToolStream, parse_answer
 
 
-def check_reasoning_parsers(parsers: dict[str, str]) -> None:
-    """Every task's reasoning_parser is one SGLang has (a ValueError naming it, at start-up)."""
-    if not parsers:
-        return
-    from sglang.srt.parser.reasoning_parser import ReasoningParser
-
-    known = ReasoningParser.DetectorMap
-    for task, name in parsers.items():
-        if name not in known:
-            raise ValueError(
-                f"task {task!r}: unknown reasoning_parser {name!r}; SGLang has {', '.join(sorted(known))}"
-            )
-
-
 def _reasoning_parser(name: str, stream: bool) -> Any:
     from sglang.srt.parser.reasoning_parser import ReasoningParser
 

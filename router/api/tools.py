@@ -4,7 +4,7 @@ gives the grammar for `tool_choice` required or named, and parses the calls out 
 whole or as it streams (name once, then argument pieces).
 
 One body to both PD legs carries the grammar, so the prefill server's first token is already
-under it. SGLang's imports cost seconds: they happen once, at start-up (`check_parsers`).
+under it. SGLang's imports cost seconds: they happen once, at start-up (router/parsers.py).
 """
 
 from __future__ import annotations
@@ -18,20 +18,6 @@ import msgspec
 
 from router.api import protocol as p
 from router.errors import ApiError
-
-
-def check_parsers(parsers: dict[str, str]) -> None:
-    """Every task's tool_call_parser is one SGLang has (a ValueError naming it, at start-up)."""
-    if not parsers:
-        return
-    from sglang.srt.function_call.function_call_parser import FunctionCallParser
-
-    known = FunctionCallParser.ToolCallParserEnum
-    for task, name in parsers.items():
-        if name not in known:
-            raise ValueError(
-                f"task {task!r}: unknown tool_call_parser {name!r}; SGLang has {', '.join(sorted(known))}"
-            )
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from router.api.parsing import check_reasoning_parsers
-from router.api.tools import check_parsers
 from router.config import GatewayConfig, PrefillWorker, TaskRoute
+from router.parsers import check_reasoning_parsers, check_tool_parsers
 from sun_sglang import compat
 from sun_sglang.launch.config import ClusterConfig
 from sun_sglang.launch.hosts import LOCAL, Placement, host_of
@@ -48,7 +47,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
     mode sun: one shared decode pool of `decode.replicas` servers holding the base.
     mode conventional (the baseline): each task gets `decode.replicas` decode servers of its own,
     holding the task's own checkpoint; same gateway, same code path."""
-    check_parsers({name: t.tool_call_parser for name, t in config.tasks.items() if t.tool_call_parser})
+    check_tool_parsers({name: t.tool_call_parser for name, t in config.tasks.items() if t.tool_call_parser})
     check_reasoning_parsers(
         {name: t.reasoning_parser for name, t in config.tasks.items() if t.reasoning_parser}
     )
