@@ -18,6 +18,8 @@ import pytest
 from sun_sglang.models import prepare
 from tests.cluster_util import start_cluster, start_plain_server
 
+pytestmark = pytest.mark.cluster
+
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
