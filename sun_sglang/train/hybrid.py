@@ -44,9 +44,15 @@ class Batch:
         return int(self.prompt_mask.sum()) + self.answer_tokens
 
 
-def answer_logits(prefill: PreTrainedModel, decode: PreTrainedModel, batch: Batch) -> torch.Tensor:
+def answer_logits(
+    prefill: PreTrainedModel, decode: PreTrainedModel, batch: Batch, always_decode: bool = False
+) -> torch.Tensor:
     """[B, La, V]: row t predicts answer token t. Position 0 from the prefill module's last prompt
-    position; positions 1.. from the decode module over answer[:-1] on the prefill KV."""
+    position; positions 1.. from the decode module over answer[:-1] on the prefill KV.
+
+    `always_decode`: run the decode module even when every answer is one token long (its output
+    then counts zero times). A sharded decode module needs every process in each of its forwards
+    and backwards: a process that skipped one would stall or abort the others."""
     positions = (batch.prompt_mask.cumsum(-1) - 1).clamp(min=0)
     out = prefill(
         input_ids=batch.prompt_ids,
@@ -57,7 +63,17 @@ def answer_logits(prefill: PreTrainedModel, decode: PreTrainedModel, batch: Batc
     )
     first = out.logits[:, -1:]
     if batch.answer_ids.shape[1] == 1:
-        return first
+        if not always_decode:
+            return first
+        start = batch.prompt_mask.sum(-1, keepdim=True)
+        idle = decode(
+            input_ids=batch.answer_ids,
+            attention_mask=torch.cat([batch.prompt_mask, batch.answer_mask], dim=1),
+            position_ids=start,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        ).logits
+        return first + 0.0 * idle  # the same graph as every other process's, weighing nothing
     follow = batch.answer_ids[:, :-1]
     start = batch.prompt_mask.sum(-1, keepdim=True)
     rest = decode(
@@ -70,9 +86,11 @@ def answer_logits(prefill: PreTrainedModel, decode: PreTrainedModel, batch: Batc
     return torch.cat([first, rest], dim=1)
 
 
-def answer_nll(prefill: PreTrainedModel, decode: PreTrainedModel, batch: Batch) -> torch.Tensor:
+def answer_nll(
+    prefill: PreTrainedModel, decode: PreTrainedModel, batch: Batch, always_decode: bool = False
+) -> torch.Tensor:
     """Summed negative log-likelihood of the answer tokens (divide by batch.answer_tokens)."""
-    logits = answer_logits(prefill, decode, batch)
+    logits = answer_logits(prefill, decode, batch, always_decode)
     targets = batch.answer_ids.masked_fill(batch.answer_mask == 0, -100)
     flat = logits.flatten(0, 1).float()
     return F.cross_entropy(flat, targets.flatten(), ignore_index=-100, reduction="sum")

@@ -5,9 +5,7 @@ linear decay, checkpoints and exact resumption."""
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Literal
@@ -19,15 +17,11 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from sun_sglang import adapters, tasks
 from sun_sglang.reference import load_model
+from sun_sglang.train import checkpoints
+from sun_sglang.train.distributed import ONE_PROCESS, World, full_state_dict, shard
 from sun_sglang.train.hybrid import Batch, answer_nll
 
 Mode = Literal["sun", "full", "lora"]
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-)
 
 
 class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -51,6 +45,9 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # the frozen decode module, if not the base: QSUN trains against the quantized base (its
     # dequantized checkpoint, numerically what the low-bit decode servers compute)
     decode: str | None = None
+    # sharded runs: the frozen decode module whole on every rank (no gradients to synchronise:
+    # only memory), or sharded like the prefill module (every rank then runs every forward)
+    decode_sharding: Literal["replicate", "shard"] = "replicate"
 
     @property
     def decode_path(self) -> str:
@@ -61,14 +58,17 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """The decode module is the untouched base (sun, lora), not the trained model (full)."""
         return self.mode != "full"
 
-    @property
-    def examples_per_step(self) -> int:
-        return self.batch_size * self.grad_accum
+    def examples_per_step(self, world_size: int = 1) -> int:
+        """The effective batch: per-rank batch x accumulation x ranks."""
+        return self.batch_size * self.grad_accum * world_size
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig) -> None:
-        self.config = config
+    """One training run, in this process or as one rank of a sharded (FSDP2) run: every rank
+    builds the same model, then `shard` splits it; batches are the global batch's rank slice."""
+
+    def __init__(self, config: TrainConfig, world: World = ONE_PROCESS) -> None:
+        self.config, self.world = config, world
         torch.manual_seed(config.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(config.base)
         self.model = load_model(config.base, config.dtype, "sdpa").train()
@@ -76,8 +76,13 @@ class Trainer:
             raise ValueError("--decode names a frozen decode module: modes sun and lora only")
         if config.mode == "lora":
             self.model = adapters.wrap(self.model, config.lora_rank, config.lora_alpha, config.lora_targets)
+        if world.sharded:
+            self.model = shard(self.model.to(world.device), world)
         if config.frozen_decode:
             self.decode = load_model(config.decode_path, config.dtype, "sdpa").requires_grad_(False)
+            self.decode = self.decode.to(world.device)
+            if world.sharded and config.decode_sharding == "shard":
+                self.decode = shard(self.decode, world)
         else:
             self.decode = self.model
         train, _ = tasks.split(tasks.load(config.task), config.seed, config.n_test)
@@ -86,22 +91,22 @@ class Trainer:
         ]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.step = 0
         self.losses: list[float] = []
         self._orders: dict[int, list[int]] = {}
 
-    def _lr_factor(self, step: int) -> float:
+    def lr_factor(self, step: int) -> float:
         c = self.config
         if step < c.warmup_steps:
             return (step + 1) / c.warmup_steps
         return max(0.0, (c.steps - step) / max(1, c.steps - c.warmup_steps))
 
     def micro_batch(self, step: int, micro: int) -> Batch:
-        """The examples of one micro-batch, a pure function of (seed, step): resuming replays the
-        same order."""
+        """This rank's examples of one micro-batch, a pure function of (seed, step, rank): resuming
+        replays the same order, and N ranks of batch_size B see what one process of N * B sees."""
         size, n = self.config.batch_size, len(self.train_set)
-        first = (step * self.config.grad_accum + micro) * size
+        first = ((step * self.config.grad_accum + micro) * self.world.size + self.world.rank) * size
         rows = []
         for index in range(first, first + size):
             epoch, offset = divmod(index, n)
@@ -117,15 +122,19 @@ class Trainer:
         return self._orders[epoch]
 
     def accumulate(self) -> tuple[float, int]:
-        """Gradients of this step's mean answer-token loss, over its micro-batches; (loss, tokens)."""
+        """Gradients of this step's mean answer-token loss over every micro-batch of every rank;
+        (that loss, this rank's tokens). FSDP averages gradients over ranks: each rank's share is
+        scaled by the rank count, so the sum is over the global batch's answer tokens."""
         batches = [self.micro_batch(self.step, m) for m in range(self.config.grad_accum)]
-        answer_tokens = sum(b.answer_tokens for b in batches)
-        total = 0.0
+        world = self.world
+        answer_tokens = world.sum(sum(b.answer_tokens for b in batches))
+        always = world.sharded and (self.config.decode_sharding == "shard" or not self.config.frozen_decode)
+        mine = 0.0
         for batch in batches:
-            loss = answer_nll(self.model, self.decode, batch) / answer_tokens
-            loss.backward()
-            total += float(loss.detach())
-        return total, sum(b.tokens for b in batches)
+            nll = answer_nll(self.model, self.decode, batch, always_decode=always) / answer_tokens
+            (nll * world.size).backward()
+            mine += float(nll.detach())
+        return world.sum(mine), sum(b.tokens for b in batches)
 
     def train_step(self) -> tuple[float, int]:
         """One optimizer step; (mean answer-token loss, tokens processed)."""
@@ -140,70 +149,34 @@ class Trainer:
     def run(self, progress: bool = True) -> None:
         c = self.config
         name = f"{c.mode}:{Path(c.task).stem}"
-        bar = tqdm(total=c.steps, initial=self.step, disable=not progress, desc=name)
+        if progress and self.world.main and self.world.sharded:
+            effective = c.examples_per_step(self.world.size)
+            ranks = self.world.size
+            print(f"{name}: {ranks} ranks x batch {c.batch_size} x accumulation {c.grad_accum} = {effective}")
+        bar = tqdm(total=c.steps, initial=self.step, disable=not (progress and self.world.main), desc=name)
         while self.step < c.steps:
             t0 = time.perf_counter()
             loss, tokens = self.train_step()
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+            rate = tokens / (time.perf_counter() - t0)  # this rank's
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s_rank=f"{rate:.0f}")
             bar.update(1)
             if self.step % c.save_every == 0 and self.step < c.steps:
                 self.save_checkpoint()
         bar.close()
 
-    # -- checkpoints: out/checkpoint/{model/, optimizer.pt, trainer.json}; export: out/ --
+    # -- checkpoints: OUT/checkpoint, the export: OUT (sun_sglang/train/checkpoints.py) --
     @property
     def checkpoint_dir(self) -> Path:
         return Path(self.config.out) / "checkpoint"
 
     def save_checkpoint(self) -> None:
-        tmp = self.checkpoint_dir.with_name("checkpoint.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp / "model")
-        optimizer = {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict()}
-        torch.save(optimizer, tmp / "optimizer.pt")
-        state = {"step": self.step, "losses": self.losses, "config": msgspec.to_builtins(self.config)}
-        (tmp / "trainer.json").write_text(json.dumps(state))
-        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
-        tmp.rename(self.checkpoint_dir)  # a crash mid-save leaves the previous checkpoint whole
+        checkpoints.save(self)
 
     def resume(self) -> bool:
-        """Continue from out/checkpoint if there is one; its config must match (steps may grow)."""
-        state_file = self.checkpoint_dir / "trainer.json"
-        if not state_file.is_file():
-            return False
-        state = json.loads(state_file.read_text())
-        saved = {k: v for k, v in state["config"].items() if k != "steps"}
-        mine = {k: v for k, v in json.loads(msgspec.json.encode(self.config)).items() if k != "steps"}
-        if saved != mine:
-            diff = {k: (saved.get(k), mine.get(k)) for k in mine if saved.get(k) != mine.get(k)}
-            raise ValueError(f"checkpoint in {self.checkpoint_dir} was made with other settings: {diff}")
-        if self.config.mode == "lora":
-            adapters.load_weights(self.model, self.checkpoint_dir / "model")
-        else:
-            weights = load_model(str(self.checkpoint_dir / "model"), self.config.dtype)
-            self.model.load_state_dict(weights.state_dict())
-        saved_opt = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=True)
-        self.optimizer.load_state_dict(saved_opt["optimizer"])
-        self.schedule.load_state_dict(saved_opt["schedule"])
-        self.step, self.losses = state["step"], state["losses"]
-        return True
+        return checkpoints.resume(self)
 
     def export(self, extra: dict | None = None, keep_checkpoint: bool = False) -> Path:
-        """A plain transformers checkpoint with the base's tokenizer, chat template and generation
-        config: what an SGLang prefill server loads unchanged (mode lora: a peft adapter folder,
-        what SGLang's multi-LoRA loads). The training checkpoint (weights and optimizer state,
-        3x the model) goes unless kept."""
-        out = Path(self.config.out)
-        if not keep_checkpoint:
-            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
-        self.model.save_pretrained(out)
-        base = Path(self.config.base)
-        for name in (*_TOKENIZER_FILES, "generation_config.json"):
-            if (base / name).is_file():
-                shutil.copy2(base / name, out / name)
-        record = {"config": msgspec.to_builtins(self.config), "steps": self.step, "losses": self.losses}
-        (out / "sun_train.json").write_text(json.dumps({**record, **(extra or {})}, indent=1))
-        return out
+        return checkpoints.export(self, extra, keep_checkpoint)
 
 
 def vm_gib(field: str) -> float:
@@ -217,25 +190,39 @@ def vm_gib(field: str) -> float:
 
 
 def train_and_export(
-    config: TrainConfig, resume: bool = False, keep_checkpoint: bool = False, progress: bool = True
+    config: TrainConfig,
+    resume: bool = False,
+    keep_checkpoint: bool = False,
+    progress: bool = True,
+    world: World = ONE_PROCESS,
 ) -> Trainer:
     """Train (continuing from OUT/checkpoint if `resume`), check that a SUN run left the decode
     module untouched, and export with the run's time and peak memory in sun_train.json."""
-    trainer = Trainer(config)
+    trainer = Trainer(config, world)
+    progress = progress and world.main
     if resume and trainer.resume() and progress:
         print(f"resumed at step {trainer.step} from {trainer.checkpoint_dir}")
     start = time.perf_counter()
     trainer.run(progress)
     seconds = round(time.perf_counter() - start, 1)
-    if config.frozen_decode and not decode_module_unchanged(trainer.decode, config.decode_path, config.dtype):
-        raise RuntimeError("the decode module changed during training: refusing to export")
+    if config.frozen_decode:
+        sharded = world.sharded and config.decode_sharding == "shard"
+        state = full_state_dict(trainer.decode, world) if sharded else None  # every rank takes part
+        same = not world.main or decode_module_unchanged(
+            trainer.decode, config.decode_path, config.dtype, state
+        )
+        if world.sum(0 if same else 1):
+            raise RuntimeError("the decode module changed during training: refusing to export")
     record = {"train_seconds": seconds, "peak_rss_gib": round(vm_gib("VmHWM"), 2)}
     trainer.export(record, keep_checkpoint=keep_checkpoint)
     return trainer
 
 
-def decode_module_unchanged(decode: PreTrainedModel, base_path: str, dtype: str = "float32") -> bool:
-    """True when the decode module's weights are bit-identical to the base checkpoint's."""
+def decode_module_unchanged(
+    decode: PreTrainedModel, base_path: str, dtype: str = "float32", state: dict | None = None
+) -> bool:
+    """True when the decode module's weights (or `state`, its gathered shards) are bit-identical
+    to the base checkpoint's."""
     base = load_model(base_path, dtype).state_dict()
-    mine = decode.state_dict()
+    mine = decode.state_dict() if state is None else state
     return mine.keys() == base.keys() and all(torch.equal(mine[k], base[k]) for k in base)
