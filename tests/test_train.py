@@ -254,3 +254,42 @@ def _study_args(**overrides: object) -> argparse.Namespace:
     args = dict(steps=80, batch_size=8, lr=1e-4, seed=0, lora_lr=1e-3, lora_rank=16, more_seeds="")
     args.update(qsun="w4-gptq-g64,w8-gptq-g64", qsun_decoders="", longer="", longer_steps=240)
     return argparse.Namespace(**{**args, **overrides})
+
+
+@pytest.mark.parametrize("mode", ["sun", "lora", "full"])
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(
+    tiny_family: Path, tmp_path: Path, mode: str
+) -> None:
+    """Recomputing each layer in the backward pass changes nothing: the prefill module's K/V are
+    neither appended twice nor dropped (transformers' own checkpointing would drop them)."""
+    runs = []
+    for checkpointing in (False, True):
+        config = _config(
+            tiny_family, tmp_path / str(checkpointing), mode=mode, activation_checkpointing=checkpointing
+        )
+        trainer = Trainer(config)
+        loss, _ = trainer.accumulate()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        runs.append((loss, grads, trainer))
+    (loss_a, grads_a, _), (loss_b, grads_b, checkpointed) = runs
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+    names = {n.replace("_checkpoint_wrapped_module.", "") for n in grads_b}
+    assert names == set(grads_a) and grads_a
+    for name, grad in grads_b.items():
+        torch.testing.assert_close(
+            grad, grads_a[name.replace("_checkpoint_wrapped_module.", "")], rtol=1e-5, atol=1e-7
+        )
+    out = checkpointed.export()  # the plain checkpoint's names, not the wrapper's
+    assert "_checkpoint_wrapped_module" not in json.dumps(sorted(weights_names(out)))
+
+
+def weights_names(folder: Path) -> list[str]:
+    from safetensors import safe_open
+
+    name = (
+        "adapter_model.safetensors"
+        if (folder / "adapter_model.safetensors").is_file()
+        else "model.safetensors"
+    )
+    with safe_open(folder / name, "pt") as f:
+        return list(f.keys())

@@ -52,11 +52,22 @@ def assert_same_weights(a: Path, b: Path) -> None:
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-4, atol=2e-6, msg=key)
 
 
-@pytest.mark.parametrize("mode", ["sun", "lora", "full"])
-def test_two_sharded_processes_train_as_one(tiny_base: Path, tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    "mode, sharded_only",
+    [
+        pytest.param("sun", [], id="sun"),
+        pytest.param("lora", [], id="lora"),
+        pytest.param("full", [], id="full"),
+        pytest.param("sun", ["--activation-checkpointing", "--decode-sharding", "shard"], id="sun-savers"),
+    ],
+)
+def test_two_sharded_processes_train_as_one(
+    tiny_base: Path, tmp_path: Path, mode: str, sharded_only: list
+) -> None:
+    """`sharded_only`: settings of the two-process run alone (memory savers: the same result)."""
     run = ["--mode", mode, "--steps", "3", *COMMON] + (["--lora-rank", "4"] if mode == "lora" else [])
     one = train(tiny_base, tmp_path / "one", 1, "--batch-size", "4", *run)
-    two = train(tiny_base, tmp_path / "two", 2, "--batch-size", "2", *run)
+    two = train(tiny_base, tmp_path / "two", 2, "--batch-size", "2", *run, *sharded_only)
     assert one["losses"] == pytest.approx(two["losses"], rel=1e-5)
     assert one["losses"][0] != one["losses"][-1]  # it trained
     assert_same_weights(tmp_path / "one", tmp_path / "two")

@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("lr", "weight_decay", "lora_alpha"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, help=f"default {getattr(d, name)}")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"])
+    ap.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute each layer's activations in the backward pass (less memory, same loss)",
+    )
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     ap.add_argument("--keep-checkpoint", action="store_true", help="keep OUT/checkpoint after export")
     ap.add_argument("--threads", type=int, help="torch threads (0: torch's default)")

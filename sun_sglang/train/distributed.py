@@ -71,9 +71,23 @@ def leave(world: World) -> None:
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The model's stack of decoder layers (a peft-wrapped model's too)."""
     for name, module in model.named_modules():
-        if name.endswith("layers") and isinstance(module, nn.ModuleList):
+        if name.split(".")[-1] == "layers" and isinstance(module, nn.ModuleList):
             return module
     raise ValueError(f"{type(model).__name__}: no decoder layer list found to shard")
+
+
+def checkpoint_layers(model: nn.Module) -> nn.Module:
+    """Activation checkpointing, as SUN's hand-off needs it: torch's non-reentrant checkpoint
+    around each decoder layer (reentrant checkpointing drops the prefill module's gradient), with
+    the caches of train/kv_cache.py (a recompute must not append K/V twice). Not transformers'
+    gradient_checkpointing_enable: its layers drop the cache, and the decode module would read
+    the answer without the prompt (a wrong loss, with only a warning). Apply before `shard`."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointImpl, checkpoint_wrapper
+
+    layers = decoder_layers(model)
+    for i, layer in enumerate(layers):
+        layers[i] = checkpoint_wrapper(layer, checkpoint_impl=CheckpointImpl.NO_REENTRANT)
+    return model
 
 
 def shard(model: nn.Module, world: World, param_dtype: torch.dtype | None = None) -> nn.Module:

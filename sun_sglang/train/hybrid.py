@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from sun_sglang.reference import left_pad
+from sun_sglang.train.kv_cache import HandOffCache, PromptCache
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def answer_logits(
         input_ids=batch.prompt_ids,
         attention_mask=batch.prompt_mask,
         position_ids=positions,
+        past_key_values=PromptCache(),
         use_cache=True,
         logits_to_keep=1,
     )
@@ -70,7 +72,7 @@ def answer_logits(
             input_ids=batch.answer_ids,
             attention_mask=torch.cat([batch.prompt_mask, batch.answer_mask], dim=1),
             position_ids=start,
-            past_key_values=out.past_key_values,
+            past_key_values=HandOffCache(out.past_key_values),
             use_cache=True,
         ).logits
         return first + 0.0 * idle  # the same graph as every other process's, weighing nothing
@@ -80,7 +82,7 @@ def answer_logits(
         input_ids=follow,
         attention_mask=torch.cat([batch.prompt_mask, batch.answer_mask[:, :-1]], dim=1),
         position_ids=start + torch.arange(follow.shape[1]),
-        past_key_values=out.past_key_values,
+        past_key_values=HandOffCache(out.past_key_values),
         use_cache=True,
     ).logits
     return torch.cat([first, rest], dim=1)

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 from sun_sglang import adapters, tasks
 from sun_sglang.reference import load_model
 from sun_sglang.train import checkpoints
-from sun_sglang.train.distributed import ONE_PROCESS, World, full_state_dict, shard
+from sun_sglang.train.distributed import ONE_PROCESS, World, checkpoint_layers, full_state_dict, shard
 from sun_sglang.train.hybrid import Batch, answer_nll
 
 Mode = Literal["sun", "full", "lora"]
@@ -48,6 +48,9 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # sharded runs: the frozen decode module whole on every rank (no gradients to synchronise:
     # only memory), or sharded like the prefill module (every rank then runs every forward)
     decode_sharding: Literal["replicate", "shard"] = "replicate"
+    # recompute each decoder layer's activations in the backward pass (prefill and decode modules):
+    # memory for time, the same loss and gradients
+    activation_checkpointing: bool = False
 
     @property
     def decode_path(self) -> str:
@@ -76,11 +79,15 @@ class Trainer:
             raise ValueError("--decode names a frozen decode module: modes sun and lora only")
         if config.mode == "lora":
             self.model = adapters.wrap(self.model, config.lora_rank, config.lora_alpha, config.lora_targets)
+        if config.activation_checkpointing:
+            checkpoint_layers(self.model)
         if world.sharded:
             self.model = shard(self.model.to(world.device), world)
         if config.frozen_decode:
             self.decode = load_model(config.decode_path, config.dtype, "sdpa").requires_grad_(False)
             self.decode = self.decode.to(world.device)
+            if config.activation_checkpointing:
+                checkpoint_layers(self.decode)
             if world.sharded and config.decode_sharding == "shard":
                 self.decode = shard(self.decode, world)
         else:
