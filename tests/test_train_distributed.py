@@ -112,3 +112,17 @@ def test_one_token_answers_on_one_rank_do_not_stall_the_others(
     args = ["--task", str(data), "--n-test", "1", "--seed", str(seed), "--steps", "2", "--batch-size", "1"]
     out = train(tiny_base, tmp_path / "out", 2, *args, *extra, timeout=180)
     assert len(out["losses"]) == 2
+
+
+def test_bf16_mixed_precision_trains_in_bf16_and_keeps_fp32_weights(tiny_base: Path, tmp_path: Path) -> None:
+    """bf16 compute (FSDP2's param dtype; autocast in one process), float32 weights and optimizer
+    state: the losses follow the float32 run's within bf16's precision, the export is float32."""
+    run = ["--steps", "3", *COMMON]
+    exact = train(tiny_base, tmp_path / "fp32", 1, "--batch-size", "4", *run)
+    one = train(tiny_base, tmp_path / "one", 1, "--batch-size", "4", "--precision", "bf16-mixed", *run)
+    two = train(tiny_base, tmp_path / "two", 2, "--batch-size", "2", "--precision", "bf16-mixed", *run)
+    for mixed in (one, two):
+        assert mixed["losses"] == pytest.approx(exact["losses"], rel=2e-2)
+        assert mixed["losses"] != exact["losses"]  # it did compute in bf16
+    for folder in ("one", "two"):
+        assert {w.dtype for w in weights(tmp_path / folder).values()} == {torch.float32}

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, help=f"default {getattr(d, name)}")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"])
     ap.add_argument(
+        "--precision", choices=["fp32", "bf16-mixed"], help="bf16-mixed: bf16 compute, fp32 weights"
+    )
+    ap.add_argument(
         "--activation-checkpointing",
         action="store_true",
         help="recompute each layer's activations in the backward pass (less memory, same loss)",

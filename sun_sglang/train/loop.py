@@ -5,6 +5,7 @@ linear decay, checkpoints and exact resumption."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from pathlib import Path
@@ -38,7 +39,11 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seed: int = 0
     n_test: int = 200  # held out for evaluation; never trained on
     save_every: int = 25
-    dtype: str = "float32"
+    dtype: str = "float32"  # the trained weights' (and the optimizer state's) dtype
+    # bf16-mixed: the layers compute in bfloat16 (FSDP2's param dtype; autocast in one process),
+    # the weights, gradient reductions and optimizer state stay float32; the frozen decode module
+    # is held in bfloat16 (no master copy needed). Needs dtype float32.
+    precision: Literal["fp32", "bf16-mixed"] = "fp32"
     lora_rank: int = 16  # mode lora only
     lora_alpha: float = 32.0
     lora_targets: tuple[str, ...] = adapters.ALL_LINEAR
@@ -51,6 +56,10 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # recompute each decoder layer's activations in the backward pass (prefill and decode modules):
     # memory for time, the same loss and gradients
     activation_checkpointing: bool = False
+
+    @property
+    def decode_dtype(self) -> str:
+        return "bfloat16" if self.precision == "bf16-mixed" and self.frozen_decode else self.dtype
 
     @property
     def decode_path(self) -> str:
@@ -81,15 +90,18 @@ class Trainer:
             self.model = adapters.wrap(self.model, config.lora_rank, config.lora_alpha, config.lora_targets)
         if config.activation_checkpointing:
             checkpoint_layers(self.model)
+        if config.precision == "bf16-mixed" and config.dtype != "float32":
+            raise ValueError("precision bf16-mixed keeps float32 weights: use it with dtype float32")
+        compute = torch.bfloat16 if config.precision == "bf16-mixed" else None
         if world.sharded:
-            self.model = shard(self.model.to(world.device), world)
+            self.model = shard(self.model.to(world.device), world, compute)
         if config.frozen_decode:
-            self.decode = load_model(config.decode_path, config.dtype, "sdpa").requires_grad_(False)
+            self.decode = load_model(config.decode_path, config.decode_dtype, "sdpa").requires_grad_(False)
             self.decode = self.decode.to(world.device)
             if config.activation_checkpointing:
                 checkpoint_layers(self.decode)
             if world.sharded and config.decode_sharding == "shard":
-                self.decode = shard(self.decode, world)
+                self.decode = shard(self.decode, world, compute)
         else:
             self.decode = self.model
         train, _ = tasks.split(tasks.load(config.task), config.seed, config.n_test)
@@ -138,10 +150,17 @@ class Trainer:
         always = world.sharded and (self.config.decode_sharding == "shard" or not self.config.frozen_decode)
         mine = 0.0
         for batch in batches:
-            nll = answer_nll(self.model, self.decode, batch, always_decode=always) / answer_tokens
+            with self._autocast():
+                nll = answer_nll(self.model, self.decode, batch, always_decode=always) / answer_tokens
             (nll * world.size).backward()
             mine += float(nll.detach())
         return world.sum(mine), sum(b.tokens for b in batches)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16-mixed in one process: autocast (sharded, FSDP2 casts the parameters itself)."""
+        if self.config.precision == "bf16-mixed" and not self.world.sharded:
+            return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def train_step(self) -> tuple[float, int]:
         """One optimizer step; (mean answer-token loss, tokens processed)."""
@@ -216,7 +235,7 @@ def train_and_export(
         sharded = world.sharded and config.decode_sharding == "shard"
         state = full_state_dict(trainer.decode, world) if sharded else None  # every rank takes part
         same = not world.main or decode_module_unchanged(
-            trainer.decode, config.decode_path, config.dtype, state
+            trainer.decode, config.decode_path, config.decode_dtype, state
         )
         if world.sum(0 if same else 1):
             raise RuntimeError("the decode module changed during training: refusing to export")
