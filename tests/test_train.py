@@ -293,3 +293,24 @@ def weights_names(folder: Path) -> list[str]:
     )
     with safe_open(folder / name, "pt") as f:
         return list(f.keys())
+
+
+def test_yaml_config_with_overrides_and_reports(tiny_base: Path, tmp_path: Path) -> None:
+    """`--config` settings, command-line flags over them, and what rank 0 reports per step."""
+    from sun_sglang.train.__main__ import main, parse
+
+    run = tmp_path / "run.yaml"
+    out = tmp_path / "out"
+    run.write_text(
+        f"base: {tiny_base}\ntask: bb_2digit_addition\nout: {out}\nsteps: 9\nbatch_size: 2\nn_test: 100\n"
+        "report_to: [jsonl, tensorboard]\nlr: 0.001\n"
+    )
+    config, resume, _ = parse(["--config", str(run), "--steps", "2", "--resume"])
+    assert (config.steps, config.batch_size, config.lr, resume) == (2, 2, 0.001, True)  # the flag wins
+    main(["--config", str(run), "--steps", "2"])
+    lines = [json.loads(x) for x in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2] and all(x["loss"] > 0 and x["examples"] == 2 for x in lines)
+    assert list((out / "logs").glob("events.out.tfevents.*"))  # TensorBoard's
+    run.write_text(run.read_text() + "learning_rate: 1\n")
+    with pytest.raises(SystemExit, match="unknown settings \\['learning_rate'\\]"):
+        parse(["--config", str(run)])

@@ -19,7 +19,8 @@ import time
 import torch
 
 from sun_sglang.models import prepare
-from sun_sglang.train.loop import TrainConfig, Trainer, vm_gib
+from sun_sglang.train.loop import TrainConfig, Trainer
+from sun_sglang.train.report import vm_gib
 
 
 def _measure(mode: str, base: str, batch_size: int, steps: int) -> dict:

@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default {getattr(d, name)}")
     ap.add_argument("--lora-targets", nargs="+", metavar="MODULE")
+    ap.add_argument("--report-to", nargs="+", metavar="TARGET", help="jsonl (default), tensorboard, none")
     for name in ("lr", "weight_decay", "lora_alpha"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, help=f"default {getattr(d, name)}")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"])
@@ -78,8 +79,10 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
     resume, keep, threads = (settings.pop(k) for k in _RUN_OPTIONS)
     if threads:
         torch.set_num_threads(threads)
-    if "lora_targets" in settings:
-        settings["lora_targets"] = tuple(settings["lora_targets"])
+    for listed in ("lora_targets", "report_to"):
+        if listed in settings:
+            value = settings[listed]
+            settings[listed] = (value,) if isinstance(value, str) else tuple(value)
     base = settings["base"]
     settings["base"] = str(prepare(base)) if "/" not in base else base
     if settings.get("decode"):

@@ -143,3 +143,13 @@ def _unsharded(trainer: Trainer, state: dict[str, torch.Tensor]) -> torch.nn.Mod
         model = adapters.wrap(model, c.lora_rank, c.lora_alpha, c.lora_targets)
     model.load_state_dict(state)
     return model
+
+
+def decode_module_unchanged(
+    decode: torch.nn.Module, base_path: str, dtype: str = "float32", state: dict | None = None
+) -> bool:
+    """True when the decode module's weights (or `state`, its gathered shards) are bit-identical
+    to the base checkpoint's."""
+    base = load_model(base_path, dtype).state_dict()
+    mine = decode.state_dict() if state is None else state
+    return mine.keys() == base.keys() and all(torch.equal(mine[k], base[k]) for k in base)

@@ -14,13 +14,15 @@ from typing import Literal
 import msgspec
 import torch
 from tqdm import tqdm
-from transformers import AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer
 
 from sun_sglang import adapters, tasks
 from sun_sglang.reference import load_model
 from sun_sglang.train import checkpoints
+from sun_sglang.train.checkpoints import decode_module_unchanged
 from sun_sglang.train.distributed import ONE_PROCESS, World, checkpoint_layers, full_state_dict, shard
 from sun_sglang.train.hybrid import Batch, answer_nll
+from sun_sglang.train.report import Reporter, vm_gib
 
 Mode = Literal["sun", "full", "lora"]
 
@@ -56,6 +58,7 @@ class TrainConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # recompute each decoder layer's activations in the backward pass (prefill and decode modules):
     # memory for time, the same loss and gradients
     activation_checkpointing: bool = False
+    report_to: tuple[str, ...] = ("jsonl",)  # jsonl, tensorboard (OUT/logs), none: from rank 0
 
     @property
     def decode_dtype(self) -> str:
@@ -173,22 +176,30 @@ class Trainer:
         return total, tokens
 
     def run(self, progress: bool = True) -> None:
-        c = self.config
+        """Steps to the end, checkpoints on the way; the console bar and the report from rank 0:
+        loss, learning rate, this rank's tokens/s, the effective batch."""
+        c, world = self.config, self.world
         name = f"{c.mode}:{Path(c.task).stem}"
-        if progress and self.world.main and self.world.sharded:
-            effective = c.examples_per_step(self.world.size)
-            ranks = self.world.size
-            print(f"{name}: {ranks} ranks x batch {c.batch_size} x accumulation {c.grad_accum} = {effective}")
-        bar = tqdm(total=c.steps, initial=self.step, disable=not (progress and self.world.main), desc=name)
-        while self.step < c.steps:
-            t0 = time.perf_counter()
-            loss, tokens = self.train_step()
-            rate = tokens / (time.perf_counter() - t0)  # this rank's
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s_rank=f"{rate:.0f}")
-            bar.update(1)
-            if self.step % c.save_every == 0 and self.step < c.steps:
-                self.save_checkpoint()
-        bar.close()
+        effective = c.examples_per_step(world.size)
+        if progress and world.main:
+            shape = f"{world.size} ranks x batch {c.batch_size} x accumulation {c.grad_accum}"
+            print(f"{name}: {shape} = {effective} examples per step")
+        bar = tqdm(total=c.steps, initial=self.step, disable=not (progress and world.main), desc=name)
+        report = Reporter(c.report_to, Path(c.out) / "logs", enabled=world.main)
+        try:
+            while self.step < c.steps:
+                t0 = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss, tokens = self.train_step()
+                rate = tokens / (time.perf_counter() - t0)  # this rank's
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s_rank=f"{rate:.0f}")
+                bar.update(1)
+                report.step(self.step, loss=loss, lr=lr, tokens_per_s_rank=rate, examples=effective)
+                if self.step % c.save_every == 0 and self.step < c.steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            report.close()
 
     # -- checkpoints: OUT/checkpoint, the export: OUT (sun_sglang/train/checkpoints.py) --
     @property
@@ -203,16 +214,6 @@ class Trainer:
 
     def export(self, extra: dict | None = None, keep_checkpoint: bool = False) -> Path:
         return checkpoints.export(self, extra, keep_checkpoint)
-
-
-def vm_gib(field: str) -> float:
-    """VmHWM (peak) or VmRSS of this process, GiB. Not ru_maxrss: Linux carries that across
-    fork and exec, so a child would report its parent's peak."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**20
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def train_and_export(
@@ -242,13 +243,3 @@ def train_and_export(
     record = {"train_seconds": seconds, "peak_rss_gib": round(vm_gib("VmHWM"), 2)}
     trainer.export(record, keep_checkpoint=keep_checkpoint)
     return trainer
-
-
-def decode_module_unchanged(
-    decode: PreTrainedModel, base_path: str, dtype: str = "float32", state: dict | None = None
-) -> bool:
-    """True when the decode module's weights (or `state`, its gathered shards) are bit-identical
-    to the base checkpoint's."""
-    base = load_model(base_path, dtype).state_dict()
-    mine = decode.state_dict() if state is None else state
-    return mine.keys() == base.keys() and all(torch.equal(mine[k], base[k]) for k in base)
