@@ -314,3 +314,18 @@ def test_yaml_config_with_overrides_and_reports(tiny_base: Path, tmp_path: Path)
     run.write_text(run.read_text() + "learning_rate: 1\n")
     with pytest.raises(SystemExit, match="unknown settings \\['learning_rate'\\]"):
         parse(["--config", str(run)])
+
+
+def test_the_memory_model_per_rank() -> None:
+    from sun_sglang.bench.train_memory import GIB, Setup, state_gib
+
+    p = 8.03e9  # Llama-3.1-8B under bf16-mixed on 8 GPUs
+    sun = state_gib(Setup(p, "sun", ranks=8, decode_bytes=2))
+    assert sun["train_state"] == pytest.approx(p * 16 / 8 / GIB) and sun["frozen"] == pytest.approx(
+        p * 2 / GIB
+    )
+    sharded = state_gib(Setup(p, "sun", ranks=8, decode_sharding="shard", decode_bytes=2))
+    assert sharded["frozen"] == pytest.approx(sun["frozen"] / 8)
+    assert state_gib(Setup(p, "full", ranks=8))["frozen"] == 0  # the trained model decodes itself
+    lora = state_gib(Setup(p, "lora", ranks=8, decode_bytes=2, lora_params=42e6))
+    assert lora["train_state"] < 0.1 and lora["frozen"] > sun["frozen"]  # the base under the adapter too

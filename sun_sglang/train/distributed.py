@@ -38,6 +38,14 @@ class World:
         dist.all_reduce(t)
         return float(t.item())
 
+    def gather(self, value: float) -> list[float]:
+        """Every process's value, in rank order."""
+        if not self.sharded:
+            return [value]
+        out: list[float] = [0.0] * self.size
+        dist.all_gather_object(out, value)
+        return out
+
     def barrier(self) -> None:
         if self.sharded:
             dist.barrier()

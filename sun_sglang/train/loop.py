@@ -240,6 +240,7 @@ def train_and_export(
         )
         if world.sum(0 if same else 1):
             raise RuntimeError("the decode module changed during training: refusing to export")
-    record = {"train_seconds": seconds, "peak_rss_gib": round(vm_gib("VmHWM"), 2)}
+    peaks = [round(p, 3) for p in world.gather(vm_gib("VmHWM"))]
+    record = {"train_seconds": seconds, "peak_rss_gib": max(peaks), "peak_rss_gib_per_rank": peaks}
     trainer.export(record, keep_checkpoint=keep_checkpoint)
     return trainer
