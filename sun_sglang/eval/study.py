@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 from sun_sglang import tasks
-from sun_sglang.bench import train_step
 from sun_sglang.eval import evaluate_offline
 from sun_sglang.eval.study_cache import CONFIGS, MODES, cached, run_settings, train
 from sun_sglang.eval.study_page import page, table, write_doc
@@ -25,6 +24,7 @@ from sun_sglang.eval.study_qsun import Scheme, decoder_row, decoders_table, qsun
 from sun_sglang.eval.study_seeds import longer_table, seed_task, seeds_table
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
+from sun_sglang.train import step_cost
 from sun_sglang.train.loop import TrainConfig
 
 STUDY_TASKS = ("bb_2digit_addition", "bb_hyperbaton", "rg_family_relationships", "bb_sports_understanding")
@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         print(decoders_table(decoders, results))
     step_report = None
     if not args.no_step_bench:
-        rows = train_step.measure_both(args.base, args.batch_size, steps=6)
-        step_report = train_step.report(rows, args.base, args.batch_size, steps=6)
+        rows = step_cost.measure_both(args.base, args.batch_size, steps=6)
+        step_report = step_cost.report(rows, args.base, args.batch_size, steps=6)
         print(step_report)
     if args.results:
         out = {

@@ -1,7 +1,7 @@
 """One SUN (and LoRA-SUN) training step beside one full fine-tuning step at the same batch:
 median step time and peak memory, each mode in its own process (peak RSS is per process).
 
-    python -m sun_sglang.bench.train_step [--base smollm2-135m] [--batch-size 8] [--steps 6]
+    python -m sun_sglang.train.step_cost [--base smollm2-135m] [--batch-size 8] [--steps 6]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def measure_both(base_name: str, batch_size: int, steps: int) -> dict[str, dict]
     """Full fine-tuning and SUN, each in a fresh process (peak RSS is per process)."""
     rows = {}
     for mode in ("full", "sun", "lora"):
-        argv = [sys.executable, "-m", "sun_sglang.bench.train_step", "--child", mode]
+        argv = [sys.executable, "-m", "sun_sglang.train.step_cost", "--child", mode]
         argv += ["--base", base_name, "--batch-size", str(batch_size), "--steps", str(steps)]
         out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
         rows[mode] = json.loads(out.strip().splitlines()[-1])
