@@ -151,6 +151,22 @@ def test_jsonl_chats_and_bad_files(tmp_path: Path) -> None:
         tasks.load("no_such_task")
 
 
+def test_a_datasets_folder_is_a_task(tmp_path: Path) -> None:
+    import datasets
+
+    chats = [
+        [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(3)
+    ]
+    datasets.Dataset.from_dict({"messages": chats}).save_to_disk(str(tmp_path / "chats"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"prompt": ["p"], "answer": ["x"]})}
+    ).save_to_disk(str(tmp_path / "dict"))
+    loaded = tasks.load(str(tmp_path / "chats"))
+    assert [(e.chat()[0]["content"], e.answer) for e in loaded] == [("q0", "a0"), ("q1", "a1"), ("q2", "a2")]
+    (row,) = tasks.load(str(tmp_path / "dict"))
+    assert row.answer == "x"
+
+
 def test_study_page_reports_every_configuration_and_the_gap() -> None:
     from sun_sglang.eval.study_page import page
 

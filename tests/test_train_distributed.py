@@ -1,16 +1,19 @@
 """Sharded SUN training (FSDP2 under torchrun, two processes, gloo on CPU) against one process:
 the same examples per step (2 ranks x batch 2 = 1 process x batch 4) give the same losses and the
-same exported weights, in modes sun, lora and full; the decode module stays bit-identical (the
-export refuses otherwise); a sharded checkpoint resumes on the same process count and continues
-as the straight run; a rank whose answers are all one token long does not stall the others."""
+same exported weights, in modes sun, lora and full, and with activation checkpointing and a
+sharded decode module; the decode module stays bit-identical (the export refuses otherwise); a
+sharded run killed after a checkpoint resumes, on the same process count, as the straight run;
+a rank whose answers are all one token long does not stall the others."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,19 +76,33 @@ def test_two_sharded_processes_train_as_one(
     assert_same_weights(tmp_path / "one", tmp_path / "two")
 
 
-def test_a_sharded_checkpoint_resumes_as_the_straight_run(tiny_base: Path, tmp_path: Path) -> None:
-    straight = train(tiny_base, tmp_path / "straight", 2, "--steps", "4", "--batch-size", "2", *COMMON)
-    # 3 steps, the checkpoint of step 2 kept; then the run resumed from it to step 4
-    args = ["--batch-size", "2", "--save-every", "2", *COMMON]
-    train(tiny_base, tmp_path / "resumed", 2, "--steps", "3", "--keep-checkpoint", *args)
-    assert (tmp_path / "resumed" / "checkpoint" / "dcp").is_dir()
-    resumed = train(
-        tiny_base, tmp_path / "resumed", 2, "--steps", "4", "--resume", "--keep-checkpoint", *args
+def test_a_killed_sharded_run_resumes_as_the_straight_run(tiny_base: Path, tmp_path: Path) -> None:
+    """Both ranks SIGKILLed once a checkpoint exists, then `--resume`: the same losses and weights
+    as a run never stopped; the shards resume on their own process count only."""
+    args = ["--steps", "12", "--batch-size", "2", "--save-every", "2", *COMMON]
+    straight = train(tiny_base, tmp_path / "straight", 2, *args)
+    killed = tmp_path / "killed"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
+    argv += ["sun_sglang.train", "--base", str(tiny_base), "--out", str(killed), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+    try:
+        deadline = time.monotonic() + 120
+        while not (killed / "checkpoint" / "trainer.json").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    saved = json.loads((killed / "checkpoint" / "trainer.json").read_text())["step"]
+    assert 2 <= saved < 12 and not (killed / "sun_train.json").exists()  # cut short, mid-run
+    resumed = train(tiny_base, killed, 2, "--resume", "--keep-checkpoint", *args)
     assert resumed["losses"] == pytest.approx(straight["losses"], rel=1e-6)
-    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
+    assert_same_weights(tmp_path / "straight", killed)
     with pytest.raises(AssertionError, match="written by 2 processes"):  # shards fit their count only
-        train(tiny_base, tmp_path / "resumed", 1, "--steps", "5", "--resume", *args)
+        train(tiny_base, killed, 1, "--resume", *args)
 
 
 def one_token_split(path: Path) -> int:

@@ -33,17 +33,35 @@ class Example:
 
 
 def load(task: str) -> list[Example]:
-    """A built-in task by name, or a JSONL file: {"prompt", "answer"} or {"messages": [...]}
-    whose last message is the assistant's."""
+    """A built-in task by name, a JSONL file, or a `datasets` folder (`save_to_disk`): rows of
+    {"prompt", "answer"} or {"messages": [...]} whose last message is the assistant's."""
     path = DATA / f"{task}.jsonl" if task in BUILT_IN else Path(task)
-    if not path.is_file():
-        raise FileNotFoundError(f"no task {task!r}: not one of {', '.join(BUILT_IN)} and not a file")
+    if path.is_dir():
+        rows = [(f"{path}[{i}]", row) for i, row in enumerate(_dataset_rows(path))]
+    elif path.is_file():
+        lines = enumerate(path.read_text().splitlines(), 1)
+        rows = [(f"{path}:{n}", json.loads(line)) for n, line in lines if line.strip()]
+    else:
+        raise FileNotFoundError(
+            f"no task {task!r}: not one of {', '.join(BUILT_IN)}, not a file, not a datasets folder"
+        )
     examples: dict[tuple, Example] = {}  # a repeated prompt is kept once: splits stay disjoint
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            example = _example(json.loads(line), f"{path}:{n}")
-            examples.setdefault(example.messages, example)
+    for where, row in rows:
+        example = _example(row, where)
+        examples.setdefault(example.messages, example)
     return list(examples.values())
+
+
+def _dataset_rows(path: Path) -> list[dict]:
+    """The rows of a folder written by `datasets` (Dataset.save_to_disk; a DatasetDict's `train`)."""
+    import datasets
+
+    data = datasets.load_from_disk(str(path))
+    if isinstance(data, datasets.DatasetDict):
+        if "train" not in data:
+            raise ValueError(f"{path}: a DatasetDict without a 'train' split ({list(data)})")
+        data = data["train"]
+    return list(data)
 
 
 def _example(row: dict, where: str) -> Example:
