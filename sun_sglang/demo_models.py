@@ -5,6 +5,9 @@ of these is first built."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +40,20 @@ def _sun_trained(
     return build
 
 
+def _sun_trained_sharded(base: str, task: str, steps: int, ranks: int) -> Callable[[Path], None]:
+    """A SUN prefill module trained as users train 8B ones: under torchrun, sharded over `ranks`
+    processes (FSDP2, gloo on CPU), its export gathered on rank 0."""
+
+    def build(out: Path) -> None:
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+        argv += ["-m", "sun_sglang.train", "--base", str(prepare(base)), "--task", task, "--out", str(out)]
+        argv += ["--steps", str(steps), "--batch-size", "4", "--save-every", "1000000", "--report-to", "none"]
+        threads = str(max(1, (os.cpu_count() or ranks) // ranks))
+        subprocess.run(argv, check=True, env={**os.environ, "OMP_NUM_THREADS": threads})
+
+    return build
+
+
 def _quantized(base: str, bits: int) -> Callable[[Path], None]:
     """A QSUN decode module: weight-only GPTQ (group 64, 64 addition chats), packed/ + dequantized/."""
 
@@ -63,6 +80,8 @@ _TRAINED: dict[str, Callable[[Path], None]] = {
     "smollm2-135m-qsun-addition": _sun_trained(
         "smollm2-135m", "bb_2digit_addition", steps=30, decode="smollm2-135m-w4"
     ),
+    # trained sharded over two processes: its export is served, and checked, like any other
+    "smollm2-135m-sun-sharded": _sun_trained_sharded("smollm2-135m", "bb_2digit_addition", steps=10, ranks=2),
 }
 
 for _name, _build in _TRAINED.items():

@@ -4,7 +4,8 @@ server of the same base with its own OpenAI layer. Both get the same requests fr
 openai client at temperature 0 (or top_k 1) and must give the same answers: text, finish reason,
 token counts, JSON under a schema, tool calls; streamed and not. On both model families: SmolLM2
 (Llama, ChatML) and Qwen2.5-Coder (Qwen2, a template with tools; SGLang's qwen25 parser). A second
-task with its own prefill module is checked against the SUN reference in the same cluster."""
+task with its own prefill module (SmolLM2's trained sharded over two processes, FSDP2) is checked
+against the SUN reference in the same cluster."""
 
 from __future__ import annotations
 
@@ -94,9 +95,9 @@ def answer(resp: Any) -> tuple:
     return choice.message.content or "", calls, choice.finish_reason, resp.usage.completion_tokens
 
 
-# family -> (base, a distinct-weight prefill module of it, SGLang's tool-call parser)
+# family -> (base, another prefill module of it, SGLang's tool-call parser)
 FAMILIES = {
-    "smollm2": ("smollm2-135m", "smollm2-135m-variant-b", None),
+    "smollm2": ("smollm2-135m", "smollm2-135m-sun-sharded", None),  # trained on 2 ranks (FSDP2)
     "qwen25": ("qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-variant-a", "qwen25"),
 }
 REFERENCE_ASKS = ["Name three colours.", "What is 12 plus 30?"]
