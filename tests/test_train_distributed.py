@@ -72,6 +72,8 @@ def test_two_sharded_processes_train_as_one(
     one = train(tiny_base, tmp_path / "one", 1, "--batch-size", "4", *run)
     two = train(tiny_base, tmp_path / "two", 2, "--batch-size", "2", *run, *sharded_only)
     assert one["losses"] == pytest.approx(two["losses"], rel=1e-5)
+    (whole,), halves = one["trained_params_per_rank"], two["trained_params_per_rank"]
+    assert len(halves) == 2 and all(abs(h - whole / 2) <= whole * 0.01 for h in halves)  # sharded, not copied
     assert one["losses"][0] != one["losses"][-1]  # it trained
     assert_same_weights(tmp_path / "one", tmp_path / "two")
 

@@ -105,13 +105,17 @@ def main() -> None:
         f"{args.base}: {params / 1e6:.1f}M parameters, mode sun, float32, global batch {args.global_batch}, "
         f"{args.steps} steps, {os.cpu_count()} CPU cores"
     )
-    print(f"{'run':36} {'state/rank GiB':>15} {'peak RSS/rank GiB':>18} {'RSS - state':>12} {'s/step':>8}")
+    heads = ("state/rank", "training peak/rank", "peak - state", "loading peak", "s/step")
+    print(f"{'run':36} {heads[0]:>11} {heads[1]:>19} {heads[2]:>13} {heads[3]:>13} {heads[4]:>7}")
     for name, ranks, sharding, extra in runs:
         record = _run(base, ranks, args.global_batch // ranks, args.steps, extra)
         state = state_gib(Setup(params, ranks=ranks, decode_sharding=sharding))["total"]
         peak = max(record["peak_rss_gib_per_rank"])
+        loading = max(record["load_peak_rss_gib_per_rank"])
         step_s = record["train_seconds"] / args.steps
-        print(f"{name:36} {state:15.2f} {peak:18.2f} {peak - state:12.2f} {step_s:8.2f}")
+        print(f"{name:36} {state:11.2f} {peak:19.2f} {peak - state:13.2f} {loading:13.2f} {step_s:7.2f}")
+    print("GiB per rank; the training peak is VmHWM reset after loading (loading: every rank holds the")
+    print("whole checkpoint before sharding); peak - state: activations, FSDP2's gathered units, the process")
 
 
 if __name__ == "__main__":

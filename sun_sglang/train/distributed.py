@@ -113,6 +113,15 @@ def shard(model: nn.Module, world: World, param_dtype: torch.dtype | None = None
     return model
 
 
+def local_numel(model: nn.Module) -> int:
+    """The trainable parameters this process holds: its shards of a sharded model."""
+    total = 0
+    for p in model.parameters():
+        if p.requires_grad:
+            total += p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+    return total
+
+
 def full_state_dict(model: nn.Module, world: World) -> dict[str, torch.Tensor]:
     """The whole, unsharded state dict on CPU (every process takes part; use it on rank 0)."""
     if not world.sharded:

@@ -20,9 +20,16 @@ from sun_sglang import adapters, tasks
 from sun_sglang.reference import load_model
 from sun_sglang.train import checkpoints
 from sun_sglang.train.checkpoints import decode_module_unchanged
-from sun_sglang.train.distributed import ONE_PROCESS, World, checkpoint_layers, full_state_dict, shard
+from sun_sglang.train.distributed import (
+    ONE_PROCESS,
+    World,
+    checkpoint_layers,
+    full_state_dict,
+    local_numel,
+    shard,
+)
 from sun_sglang.train.hybrid import Batch, answer_nll
-from sun_sglang.train.report import Reporter, vm_gib
+from sun_sglang.train.report import Reporter, reset_peak_rss, vm_gib
 
 Mode = Literal["sun", "full", "lora"]
 
@@ -226,6 +233,8 @@ def train_and_export(
     """Train (continuing from OUT/checkpoint if `resume`), check that a SUN run left the decode
     module untouched, and export with the run's time and peak memory in sun_train.json."""
     trainer = Trainer(config, world)
+    loaded = [round(p, 3) for p in world.gather(vm_gib("VmHWM"))]
+    reset_peak_rss()
     progress = progress and world.main
     if resume and trainer.resume() and progress:
         print(f"resumed at step {trainer.step} from {trainer.checkpoint_dir}")
@@ -240,7 +249,14 @@ def train_and_export(
         )
         if world.sum(0 if same else 1):
             raise RuntimeError("the decode module changed during training: refusing to export")
-    peaks = [round(p, 3) for p in world.gather(vm_gib("VmHWM"))]
-    record = {"train_seconds": seconds, "peak_rss_gib": max(peaks), "peak_rss_gib_per_rank": peaks}
+    peaks = [round(p, 3) for p in world.gather(vm_gib("VmHWM"))]  # training's, loading's before
+    record = {
+        "train_seconds": seconds,
+        "peak_rss_gib": max(peaks),
+        "peak_rss_gib_per_rank": peaks,
+        "load_peak_rss_gib_per_rank": loaded,
+        # the trained parameters each rank holds (its shards): the proof that it is sharded
+        "trained_params_per_rank": world.gather(local_numel(trainer.model)),
+    }
     trainer.export(record, keep_checkpoint=keep_checkpoint)
     return trainer

@@ -53,3 +53,16 @@ def vm_gib(field: str) -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 2**20
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux: clear_refs 5), so that a later peak is the
+    training's own, not the loading's (every rank loads the whole checkpoint before sharding)."""
+    import gc
+
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:  # not Linux, or not permitted: the peak then includes loading
+        pass
