@@ -14,37 +14,28 @@ from sun_sglang.models.common import save_greedy
 
 
 def build_tiny(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> None:
-    """A 2-layer random Llama (d=64, 4 heads, 2 KV heads) with SmolLM2's tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """A 2-layer random Llama (d=64, 4 heads, 2 KV heads, tied head) with SmolLM2's tokenizer."""
+    from transformers import LlamaConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        rope_theta=10000.0,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        dtype=torch.float32,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    save_greedy(model, tokenizer, out_dir)
+    _build(out_dir, tokenizer_dir, seed, LlamaConfig, tie_word_embeddings=True, rope_theta=10000.0)
 
 
 def build_tiny_qwen2(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> None:
-    """A 2-layer random Qwen2 (biased QKV, untied head) with Qwen2.5's tokenizer and template."""
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    """A 2-layer random Qwen2 (biased QKV, untied head) with Qwen2.5's tokenizer and template;
+    it stops at <|im_end|> and <|endoftext|>."""
+    from transformers import Qwen2Config
+
+    _build(out_dir, tokenizer_dir, seed, Qwen2Config, tie_word_embeddings=False, end_of_turn="<|im_end|>")
+
+
+def _build(
+    out_dir: Path, tokenizer_dir: Path, seed: int, config_class: type, end_of_turn: str | None = None, **arch
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    config = Qwen2Config(
+    eos = tokenizer.convert_tokens_to_ids(end_of_turn) if end_of_turn else tokenizer.eos_token_id
+    config = config_class(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -52,15 +43,16 @@ def build_tiny_qwen2(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> None:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
-        tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id,
         dtype=torch.float32,
+        **arch,
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
-    save_greedy(model, tokenizer, out_dir, extra_eos=(tokenizer.convert_tokens_to_ids("<|endoftext|>"),))
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    extra_eos = (tokenizer.convert_tokens_to_ids("<|endoftext|>"),) if end_of_turn else ()
+    save_greedy(model, tokenizer, out_dir, extra_eos=extra_eos)
 
 
 def build_variant(out_dir: Path, base_dir: Path, seed: int, scale: float) -> None:
