@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,22 +21,10 @@ from router.pd import Clients, LegTimeouts, Pair, UpstreamError, generate, gener
 from router.pools import DecodePool, Pool, PrefillPool
 from router.streams import merge
 from router.tokenizer import TaskTokenizer, check_lengths
-from router.trace import AccessLog, Trace
+from router.trace import AccessLog, Job
 from router.upstream import UpstreamPool
 
 log = logging.getLogger("router")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One API request as the gateway runs it: its task, prompt ids and trace, and the request
-    fields besides the sampling parameters (logprobs); each choice adds its own parameters."""
-
-    task: str
-    input_ids: list[int]
-    trace: Trace
-    extra: dict[str, Any] | None = None
-    session: str | None = None  # the client's conversation key (prefill affinity), if it gave one
 
 
 class Gateway:
@@ -203,6 +190,11 @@ class Gateway:
             if slot is not None and pool.set_health(slot, False):
                 log.warning("%s worker %s refused a connection: out of the pool", name, url)
 
+    def _leg(self, job: Job, pair: Pair, params: dict[str, Any]) -> tuple[bytes, str, str | None]:
+        """The one body both legs get, its SGLang rid, and the task's adapter (if any)."""
+        rid = job.trace.sglang_rid()
+        return pd_body(pair.prefill, rid, job.input_ids, params, job.extra), rid, self.adapters.get(job.task)
+
     async def run(self, job: Job, params: dict[str, Any]) -> dict[str, Any]:
         assert self.clients is not None
         trace = job.trace
@@ -210,9 +202,7 @@ class Gateway:
         for attempt in range(1 + self.config.retries):
             try:
                 async with self.pair(job, params) as pair:
-                    rid = job.trace.sglang_rid()
-                    body = pd_body(pair.prefill, rid, job.input_ids, params, job.extra)
-                    adapter = self.adapters.get(job.task)
+                    body, rid, adapter = self._leg(job, pair, params)
                     out = await generate(self.clients, pair, body, rid, timeouts, adapter)
                     meta = out.get("meta_info", {})
                     trace.record_meta(meta)
@@ -222,10 +212,6 @@ class Gateway:
                     raise
         self.metrics.observe_done(job.task, meta, time.monotonic() - start)
         return out
-
-    async def run_n(self, job: Job, choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One answer per choice of one prompt."""
-        return await self.run_all([(job, c) for c in choices])
 
     async def run_all(self, runs: list[tuple[Job, dict[str, Any]]]) -> list[dict[str, Any]]:
         """One answer per (prompt, choice); a failed one cancels the others (aborting their legs)."""
@@ -237,9 +223,6 @@ class Gateway:
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None  # the first failure (an ApiError), as for one
         return [job.result() for job in jobs]
-
-    def stream_n(self, job: Job, choices: list[dict[str, Any]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-        return self.stream_all([(job, c) for c in choices])
 
     def stream_all(self, runs: list[tuple[Job, dict[str, Any]]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         """The chunks of every (prompt, choice) as they come, tagged with its index in `runs`."""
@@ -253,9 +236,7 @@ class Gateway:
         for attempt in range(1 + self.config.retries):
             try:
                 async with self.pair(job, params) as pair:
-                    rid = job.trace.sglang_rid()
-                    body = pd_body(pair.prefill, rid, job.input_ids, params, job.extra)
-                    adapter = self.adapters.get(job.task)
+                    body, rid, adapter = self._leg(job, pair, params)
                     chunks = generate_stream(self.clients, pair, body, rid, timeouts, adapter)
                     try:
                         async for chunk in chunks:

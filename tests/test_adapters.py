@@ -14,8 +14,9 @@ from sun_sglang import adapters, compat
 from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.plan import plan
 from sun_sglang.reference import SunReference, load_model, sun_generate
+from sun_sglang.train.config import TrainConfig
 from sun_sglang.train.hybrid import Batch, answer_nll
-from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged, train_and_export
+from sun_sglang.train.loop import Trainer, decode_module_unchanged, train_and_export
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
 

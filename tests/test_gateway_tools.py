@@ -92,6 +92,45 @@ def test_tools_rendered_and_calls_parsed_whole_and_streamed(tiny_qwen2: Path) ->
     run(body())
 
 
+TWO_CALLS = [
+    *CALL[2:],
+    "\n",
+    "<tool_call>",
+    "\n",
+    '{"name": "get_time", "arguments": {}}',
+    "\n",
+    "</tool_call>",
+]
+
+
+def test_parallel_tool_calls_false_keeps_the_first_call_under_auto(tiny_qwen2: Path) -> None:
+    """Under `auto` no grammar holds the model to one call; the gateway returns the first only."""
+
+    async def body() -> None:
+        async with gateway(tiny_qwen2, tool_call_parser="qwen25") as (url, _, _prefill, decode):
+            decode.script = TWO_CALLS
+            oai = client_for(url)
+            ask = {"model": "math", "messages": ASK, "tools": [WEATHER, TIME], "max_tokens": 64}
+            both = await oai.chat.completions.create(**ask)
+            assert [c.function.name for c in both.choices[0].message.tool_calls] == [
+                "get_weather",
+                "get_time",
+            ]
+            one = await oai.chat.completions.create(**ask, parallel_tool_calls=False)
+            assert one.choices[0].finish_reason == "tool_calls"
+            assert [c.function.name for c in one.choices[0].message.tool_calls] == ["get_weather"]
+            stream = await oai.chat.completions.create(**ask, parallel_tool_calls=False, stream=True)
+            names, args = [], ""
+            async for chunk in stream:
+                for c in chunk.choices[0].delta.tool_calls or []:
+                    assert c.index == 0
+                    names += [c.function.name] if c.function.name else []
+                    args += c.function.arguments or ""
+            assert names == ["get_weather"] and json.loads(args) == {"city": "Paris"}
+
+    run(body())
+
+
 def decode_ids(model: Path, ids: list[int]) -> str:
     from transformers import AutoTokenizer
 

@@ -18,7 +18,8 @@ from sun_sglang.launch.plan import plan
 from sun_sglang.quant import decode_module
 from sun_sglang.quant.gptq import QuantConfig, quantize
 from sun_sglang.reference import load_model
-from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged, train_and_export
+from sun_sglang.train.config import TrainConfig
+from sun_sglang.train.loop import Trainer, decode_module_unchanged, train_and_export
 
 
 @pytest.fixture(scope="module", params=[4, 8])

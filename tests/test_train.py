@@ -14,8 +14,9 @@ from transformers import AutoModelForCausalLM
 from sun_sglang import tasks
 from sun_sglang.compat import check_prefill_module
 from sun_sglang.reference import load_model
+from sun_sglang.train.config import TrainConfig
 from sun_sglang.train.hybrid import Batch, answer_logits, answer_nll
-from sun_sglang.train.loop import TrainConfig, Trainer, decode_module_unchanged
+from sun_sglang.train.loop import Trainer, decode_module_unchanged
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17]]
 ANSWERS = [[20, 21, 22], [23], [24, 25]]

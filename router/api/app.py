@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from router.admin import add_admin_routes
+from router.api import answers as a
 from router.api import openai_format as of
 from router.api import protocol as p
 from router.api.chat import add_chat_routes
@@ -28,9 +29,9 @@ from router.api.sampling import MAX_TOP_LOGPROBS
 from router.api.tokens import add_token_routes
 from router.config import GatewayConfig
 from router.errors import ApiError
-from router.gateway import Gateway, Job
+from router.gateway import Gateway
 from router.parsers import check_reasoning_parsers, check_tool_parsers
-from router.trace import Trace, request_id
+from router.trace import Job, Trace, request_id
 
 log = logging.getLogger("router")
 
@@ -61,13 +62,13 @@ def build_app(config: GatewayConfig) -> web.Application:
                 check_key(request)
             resp = await handler(request)
         except ApiError as err:
-            body = p.ErrorBody(p.ErrorDetail(str(err), err.kind, err.param, err.code))
+            body = a.ErrorBody(a.ErrorDetail(str(err), err.kind, err.param, err.code))
             resp = json_response(body, err.status)
             if counted:
                 trace.error = str(err)
         except web.HTTPRequestEntityTooLarge:
             resp = json_response(
-                p.ErrorBody(p.ErrorDetail("request body too large", "invalid_request_error")), 413
+                a.ErrorBody(a.ErrorDetail("request body too large", "invalid_request_error")), 413
             )
         except web.HTTPException:
             raise
@@ -78,7 +79,7 @@ def build_app(config: GatewayConfig) -> web.Application:
             raise
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
-            resp = json_response(p.ErrorBody(p.ErrorDetail("internal error", "internal_error")), 500)
+            resp = json_response(a.ErrorBody(a.ErrorDetail("internal error", "internal_error")), 500)
         if counted:
             gw.metrics.requests.labels(trace.task or "-", request.path, str(resp.status)).inc()
             if not resp.prepared:
@@ -95,11 +96,11 @@ def build_app(config: GatewayConfig) -> web.Application:
         return web.Response(text="ok")
 
     async def models(_: web.Request) -> web.Response:
-        cards = [p.ModelCard(id=name, created=gw.created) for name in sorted(gw.prefill)]
-        return json_response(p.ModelList(data=cards))
+        cards = [a.ModelCard(id=name, created=gw.created) for name in sorted(gw.prefill)]
+        return json_response(a.ModelList(data=cards))
 
     async def model(request: web.Request) -> web.Response:
-        return json_response(p.ModelCard(id=gw.task(request.match_info["model"]), created=gw.created))
+        return json_response(a.ModelCard(id=gw.task(request.match_info["model"]), created=gw.created))
 
     async def native_generate(request: web.Request) -> web.Response:
         req = await decode_body(request, p.GenerateRequest)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from router.api import answers as a
 from router.api import protocol as p
 from router.api import tools
 from router.api.http import (
@@ -25,7 +26,7 @@ from router.api.messages import template_messages
 from router.api.openai_format import Choices, chat_logprobs, finish_reason, sse, usage_n
 from router.api.parsing import Parsing
 from router.api.sampling import choice_params, logprob_fields
-from router.gateway import Job
+from router.trace import Job
 
 
 def add_chat_routes(app: web.Application, max_n: int) -> None:
@@ -45,10 +46,12 @@ def add_chat_routes(app: web.Application, max_n: int) -> None:
         logprobs = bool(extra.get("return_logprob"))
         if req.stream:
             events = chat_events(
-                gw.stream_n(job, choices), task, include_usage(req), req.n, logprobs, parsing
+                gw.stream_all([(job, c) for c in choices]), task, include_usage(req), req.n, logprobs, parsing
             )
             return await sse_response(request, events)
-        return json_response(chat_response(await gw.run_n(job, choices), task, logprobs, parsing))
+        return json_response(
+            chat_response(await gw.run_all([(job, c) for c in choices]), task, logprobs, parsing)
+        )
 
     app.router.add_post("/v1/chat/completions", chat)
 
@@ -62,22 +65,22 @@ def thinking_fields(reasoning: str | None, req: p.ChatRequest) -> dict[str, Any]
     return {"require_reasoning": True}
 
 
-def _chat_choice(index: int, out: dict[str, Any], logprobs: bool, parsing: Parsing) -> p.ChatChoice:
+def _chat_choice(index: int, out: dict[str, Any], logprobs: bool, parsing: Parsing) -> a.ChatChoice:
     reasoning, text, calls = parsing.whole(out["text"])
     reason = finish_reason(out["meta_info"])
-    message = p.ChatChoiceMessage("assistant", text, None, reasoning)
+    message = a.ChatChoiceMessage("assistant", text, None, reasoning)
     if calls:  # content null when the answer is only calls, as OpenAI sends it
         message.content, message.tool_calls = text or None, calls
         reason = "tool_calls" if reason == "stop" else reason
     lp = chat_logprobs(out["meta_info"]) if logprobs else None
-    return p.ChatChoice(index, message, reason, lp)
+    return a.ChatChoice(index, message, reason, lp)
 
 
-def chat_response(outs: list[dict[str, Any]], model: str, logprobs: bool, parsing: Parsing) -> p.ChatResponse:
+def chat_response(outs: list[dict[str, Any]], model: str, logprobs: bool, parsing: Parsing) -> a.ChatResponse:
     """One JSON answer from the decode servers' answers, one per choice."""
     choices = [_chat_choice(i, o, logprobs, parsing) for i, o in enumerate(outs)]
     usage = usage_n([o["meta_info"] for o in outs], n=len(outs))  # n choices of one prompt
-    return p.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
+    return a.ChatResponse(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
 
 
 async def chat_events(
@@ -93,26 +96,26 @@ async def chat_events(
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(
-        index: int, delta: p.Delta, reason: str | None = None, lp: p.ChatLogprobs | None = None
+        index: int, delta: a.Delta, reason: str | None = None, lp: a.ChatLogprobs | None = None
     ) -> bytes:
-        return sse(p.ChatChunk(cid, created, model, [p.ChatChunkChoice(index, delta, reason, lp)]))
+        return sse(a.ChatChunk(cid, created, model, [a.ChatChunkChoice(index, delta, reason, lp)]))
 
     def pieces(
-        index: int, thought: str, text: str, calls: list[p.AnswerToolCall], lp: p.ChatLogprobs | None
+        index: int, thought: str, text: str, calls: list[a.AnswerToolCall], lp: a.ChatLogprobs | None
     ) -> Iterator[bytes]:
         if thought:
-            yield chunk(index, p.Delta(reasoning_content=thought))
+            yield chunk(index, a.Delta(reasoning_content=thought))
         if text or (lp and lp.content):
-            yield chunk(index, p.Delta(content=text), lp=lp)
+            yield chunk(index, a.Delta(content=text), lp=lp)
         for call in calls:
-            yield chunk(index, p.Delta(tool_calls=[call]))
+            yield chunk(index, a.Delta(tool_calls=[call]))
 
     choices, started = Choices(n), [False] * n
     streams = [parsing.stream() for _ in range(n)]
     async for index, raw in chunks:
         delta = choices.delta(index, raw)
         if not started[index]:
-            yield chunk(index, p.Delta(role="assistant", content=""))
+            yield chunk(index, a.Delta(role="assistant", content=""))
             started[index] = True
         lp = chat_logprobs(choices.meta[index], choices.new_logprobs_from(index)) if logprobs else None
         for event in pieces(index, *streams[index].feed(delta), lp):
@@ -121,7 +124,7 @@ async def chat_events(
         for event in pieces(index, *streams[index].end(), None):
             yield event
         reason = finish_reason(choices.meta[index])
-        yield chunk(index, p.Delta(), "tool_calls" if streams[index].called and reason == "stop" else reason)
+        yield chunk(index, a.Delta(), "tool_calls" if streams[index].called and reason == "stop" else reason)
     if include_usage:
-        yield sse(p.ChatChunk(cid, created, model, [], usage_n(choices.meta, n)))
+        yield sse(a.ChatChunk(cid, created, model, [], usage_n(choices.meta, n)))
     yield b"data: [DONE]\n\n"

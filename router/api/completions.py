@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from router.api import answers as a
 from router.api import protocol as p
 from router.api.http import (
     GATEWAY,
@@ -26,8 +27,8 @@ from router.api.http import (
 from router.api.openai_format import Choices, completion_logprobs, finish_reason, sse, usage_n
 from router.api.sampling import choice_params, logprob_fields
 from router.errors import ApiError
-from router.gateway import Job
 from router.tokenizer import TaskTokenizer
+from router.trace import Job
 
 MAX_PROMPTS = 64  # prompts in one request (each is n PD requests)
 
@@ -79,9 +80,9 @@ def add_completion_routes(app: web.Application, max_n: int) -> None:
 
 def completion_response(
     outs: list[dict[str, Any]], model: str, logprobs: bool, n: int, echoes: list[str]
-) -> p.CompletionResponse:
+) -> a.CompletionResponse:
     choices = [
-        p.CompletionChoice(
+        a.CompletionChoice(
             i,
             echoes[i] + o["text"],
             finish_reason(o["meta_info"]),
@@ -90,7 +91,7 @@ def completion_response(
         for i, o in enumerate(outs)
     ]
     usage = usage_n([o["meta_info"] for o in outs], n)
-    return p.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
+    return a.CompletionResponse(f"cmpl-{uuid.uuid4().hex}", int(time.time()), model, choices, usage)
 
 
 async def completion_events(
@@ -104,9 +105,9 @@ async def completion_events(
     cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(
-        index: int, text: str, reason: str | None = None, lp: p.CompletionLogprobs | None = None
+        index: int, text: str, reason: str | None = None, lp: a.CompletionLogprobs | None = None
     ) -> bytes:
-        return sse(p.CompletionChunk(cid, created, model, [p.CompletionChoice(index, text, reason, lp)]))
+        return sse(a.CompletionChunk(cid, created, model, [a.CompletionChoice(index, text, reason, lp)]))
 
     total = len(echoes)
     choices, pending_echo = Choices(total), list(echoes)
@@ -122,5 +123,5 @@ async def completion_events(
     for index in range(total):
         yield chunk(index, pending_echo[index], finish_reason(choices.meta[index]))
     if include_usage:
-        yield sse(p.CompletionChunk(cid, created, model, [], usage_n(choices.meta, n)))
+        yield sse(a.CompletionChunk(cid, created, model, [], usage_n(choices.meta, n)))
     yield b"data: [DONE]\n\n"

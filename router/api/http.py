@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from router.api import answers as a
 from router.api import openai_format as of
 from router.api import protocol as p
 from router.errors import ApiError
@@ -63,7 +64,7 @@ async def sse_response(request: web.Request, events: AsyncIterator[bytes]) -> we
                 await resp.write(event)
         except ApiError as err:
             request[TRACE].error = str(err)
-            await resp.write(of.sse(p.ErrorBody(p.ErrorDetail(str(err), err.kind))))
+            await resp.write(of.sse(a.ErrorBody(a.ErrorDetail(str(err), err.kind))))
         return resp
     finally:
         await events.aclose()

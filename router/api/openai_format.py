@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from router.api import protocol as p
+from router.api import answers as a
 
 
 def finish_reason(meta: dict[str, Any]) -> str | None:
@@ -14,15 +14,15 @@ def finish_reason(meta: dict[str, Any]) -> str | None:
     return {"length": "length", "stop": "stop", "abort": "stop"}.get(kind, kind)
 
 
-def usage(meta: dict[str, Any]) -> p.Usage:
+def usage(meta: dict[str, Any]) -> a.Usage:
     """Token counts; cached_tokens is the prefill server's prefix-cache hit, which SGLang ships
     to the decode server with the KV (the decode side's own radix cache is off in PD mode)."""
     prompt, completion = meta.get("prompt_tokens", 0), meta.get("completion_tokens", 0)
-    return p.Usage(
+    return a.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
-        prompt_tokens_details=p.PromptTokensDetails(cached_tokens=meta.get("cached_tokens", 0)),
+        prompt_tokens_details=a.PromptTokensDetails(cached_tokens=meta.get("cached_tokens", 0)),
     )
 
 
@@ -41,21 +41,21 @@ def _logprob_entries(meta: dict[str, Any], start: int) -> list[tuple[str, float,
     ]
 
 
-def chat_logprobs(meta: dict[str, Any], start: int = 0) -> p.ChatLogprobs:
-    def top(entry: list) -> p.TopLogprob:
+def chat_logprobs(meta: dict[str, Any], start: int = 0) -> a.ChatLogprobs:
+    def top(entry: list) -> a.TopLogprob:
         text = entry[2] or ""
-        return p.TopLogprob(text, entry[0], list(text.encode()))
+        return a.TopLogprob(text, entry[0], list(text.encode()))
 
-    return p.ChatLogprobs(
+    return a.ChatLogprobs(
         [
-            p.TokenLogprob(text, logprob, list(text.encode()), [top(e) for e in tops])
+            a.TokenLogprob(text, logprob, list(text.encode()), [top(e) for e in tops])
             for text, logprob, tops in _logprob_entries(meta, start)
         ]
     )
 
 
-def completion_logprobs(meta: dict[str, Any], start: int = 0, offset: int = 0) -> p.CompletionLogprobs:
-    out = p.CompletionLogprobs([], [], [], [])
+def completion_logprobs(meta: dict[str, Any], start: int = 0, offset: int = 0) -> a.CompletionLogprobs:
+    out = a.CompletionLogprobs([], [], [], [])
     for text, logprob, tops in _logprob_entries(meta, start):
         out.tokens.append(text)
         out.token_logprobs.append(logprob)
@@ -90,14 +90,14 @@ class Choices:
         return delta
 
 
-def usage_n(metas: list[dict[str, Any]], n: int = 1) -> p.Usage:
+def usage_n(metas: list[dict[str, Any]], n: int = 1) -> a.Usage:
     """n choices of each prompt (metas in prompt order): each prompt counted once (and its cache
     hit), the completions summed."""
     first = usage(metas[0])
     per_prompt = [usage(m) for m in metas[::n]]
     first.prompt_tokens = sum(u.prompt_tokens for u in per_prompt)
     cached = sum(u.prompt_tokens_details.cached_tokens for u in per_prompt if u.prompt_tokens_details)
-    first.prompt_tokens_details = p.PromptTokensDetails(cached_tokens=cached)
+    first.prompt_tokens_details = a.PromptTokensDetails(cached_tokens=cached)
     completion = sum(m.get("completion_tokens", 0) for m in metas)
     first.completion_tokens, first.total_tokens = completion, first.prompt_tokens + completion
     return first

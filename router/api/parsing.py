@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from router.api import protocol as p
+from router.api import answers as a
 from router.api.tools import ToolPlan, ToolStream, parse_answer
 
 
@@ -22,7 +22,7 @@ class Parsing:
     reasoning: str | None = None  # SGLang reasoning parser name
     tools: ToolPlan | None = None
 
-    def whole(self, text: str) -> tuple[str | None, str, list[p.AnswerToolCall]]:
+    def whole(self, text: str) -> tuple[str | None, str, list[a.AnswerToolCall]]:
         """(reasoning or None, content, tool calls) of a whole answer."""
         reasoning = None
         if self.reasoning:
@@ -48,7 +48,7 @@ class StreamParsing:
     def called(self) -> bool:
         return self.tools is not None and self.tools.called
 
-    def feed(self, delta: str) -> tuple[str, str, list[p.AnswerToolCall]]:
+    def feed(self, delta: str) -> tuple[str, str, list[a.AnswerToolCall]]:
         thought = ""
         if self.reasoning is not None:
             thought, delta = self.reasoning.parse_stream_chunk(delta)
@@ -58,7 +58,7 @@ class StreamParsing:
         content, calls = self.tools.feed(delta)
         return thought, content, calls
 
-    def end(self) -> tuple[str, str, list[p.AnswerToolCall]]:
+    def end(self) -> tuple[str, str, list[a.AnswerToolCall]]:
         thought, content, calls = "", "", []
         if self.reasoning is not None:
             thought, rest = self.reasoning.parse_stream_end()

@@ -22,7 +22,7 @@ from router.api.messages import template_messages
 from router.api.openai_format import finish_reason, usage
 from router.api.sampling import choice_params
 from router.errors import ApiError
-from router.gateway import Job
+from router.trace import Job
 
 
 class InputText(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

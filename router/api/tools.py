@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from router.api import answers as a
 from router.api import protocol as p
 from router.errors import ApiError
 
@@ -30,6 +31,7 @@ class ToolPlan:
     parser_name: str
     tokenizer: Any
     constraint: tuple[str, str] | None  # (sampling parameter, grammar)
+    single_call: bool = False  # parallel_tool_calls false: calls after the first are dropped
 
     @property
     def required(self) -> bool:
@@ -86,7 +88,10 @@ def plan(req: p.ChatRequest, parser_name: str | None, task: str, tokenizer: Any)
         schema = get_json_schema_constraint(offered, sg_choice, parallel_tool_calls=req.parallel_tool_calls)
         constraint = ("json_schema", schema)
     template = [t.model_dump() for t in offered]
-    return ToolPlan(sglang_tools, template, sg_choice, parser_name, tokenizer, _as_parameter(constraint))
+    single = req.parallel_tool_calls is False
+    return ToolPlan(
+        sglang_tools, template, sg_choice, parser_name, tokenizer, _as_parameter(constraint), single
+    )
 
 
 def _checked(tools: list[dict[str, Any]]) -> list[p.ToolDef]:
@@ -113,15 +118,22 @@ def _as_parameter(constraint: Any) -> tuple[str, str] | None:
     )
 
 
-def _whole(index: int, name: str, arguments: str) -> p.AnswerToolCall:
+def _whole(index: int, name: str, arguments: str) -> a.AnswerToolCall:
     """A call (or a streamed call's first delta) with a fresh id, as SGLang names them."""
-    return p.AnswerToolCall(
-        index, p.AnswerFunction(arguments, name), f"call_{uuid.uuid4().hex[:24]}", "function"
+    return a.AnswerToolCall(
+        index, a.AnswerFunction(arguments, name), f"call_{uuid.uuid4().hex[:24]}", "function"
     )
 
 
-def parse_answer(tools: ToolPlan, text: str) -> tuple[str, list[p.AnswerToolCall]]:
-    """(content, tool calls) of a whole answer, as SGLang's OpenAI layer splits it."""
+def parse_answer(tools: ToolPlan, text: str) -> tuple[str, list[a.AnswerToolCall]]:
+    """(content, tool calls) of a whole answer, as SGLang's OpenAI layer splits it; with
+    parallel_tool_calls false, the first call only (the grammar holds required/named choices to
+    one; under `auto` the model may write more)."""
+    content, calls = _parse_answer(tools, text)
+    return content, calls[:1] if tools.single_call else calls
+
+
+def _parse_answer(tools: ToolPlan, text: str) -> tuple[str, list[a.AnswerToolCall]]:
     parser = tools.parser()
     if tools.native(parser):
         if not parser.has_tool_call(text):
@@ -163,7 +175,7 @@ class ToolStream:
 
             self.parser, self.json_array = JsonArrayParser(), True
 
-    def feed(self, delta: str) -> tuple[str, list[p.AnswerToolCall]]:
+    def feed(self, delta: str) -> tuple[str, list[a.AnswerToolCall]]:
         """Content and call deltas for one token's text (the parser needs the pieces as they
         come: text merged with the start of a call in one piece is lost)."""
         if self.json_array:
@@ -172,7 +184,7 @@ class ToolStream:
         text, items = self.parser.parse_stream_chunk(delta)
         return text or "", self._deltas(items)
 
-    def end(self) -> tuple[str, list[p.AnswerToolCall]]:
+    def end(self) -> tuple[str, list[a.AnswerToolCall]]:
         """What the parser held back, and any arguments not yet sent."""
         if self.json_array:
             result = self.parser.finish(self.tools.sglang_tools)
@@ -182,19 +194,21 @@ class ToolStream:
             text, calls = text or "", self._deltas(items)
         return text, calls + self._unsent()
 
-    def _deltas(self, items: list[Any]) -> list[p.AnswerToolCall]:
+    def _deltas(self, items: list[Any]) -> list[a.AnswerToolCall]:
         out = []
         for item in items:
+            if self.tools.single_call and item.tool_index > 0:
+                continue
             self.called = True
             args = item.parameters or ""
             self.sent_args[item.tool_index] = self.sent_args.get(item.tool_index, "") + args
             if item.name:
                 out.append(_whole(item.tool_index, item.name, args))
             else:
-                out.append(p.AnswerToolCall(item.tool_index, p.AnswerFunction(args)))
+                out.append(a.AnswerToolCall(item.tool_index, a.AnswerFunction(args)))
         return out
 
-    def _unsent(self) -> list[p.AnswerToolCall]:
+    def _unsent(self) -> list[a.AnswerToolCall]:
         """The end of the last call's arguments, when the parser saw them whole but sent a prefix
         (SGLang's `_check_for_unstreamed_tool_args`)."""
         detector = getattr(self.parser, "detector", self.parser)
@@ -202,10 +216,12 @@ class ToolStream:
         if not calls:
             return []
         index = len(calls) - 1
+        if self.tools.single_call and index > 0:
+            return []
         expected = calls[index].get("arguments", {})
         expected = expected if isinstance(expected, str) else json.dumps(expected, ensure_ascii=False)
         sent = self.sent_args.get(index, "")
         if not expected.startswith(sent) or expected == sent:
             return []
         self.sent_args[index] = expected
-        return [p.AnswerToolCall(index, p.AnswerFunction(expected[len(sent) :]))]
+        return [a.AnswerToolCall(index, a.AnswerFunction(expected[len(sent) :]))]

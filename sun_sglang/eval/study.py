@@ -25,7 +25,7 @@ from sun_sglang.eval.study_seeds import longer_table, seed_task, seeds_table
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
 from sun_sglang.train import step_cost
-from sun_sglang.train.loop import TrainConfig
+from sun_sglang.train.config import TrainConfig
 
 STUDY_TASKS = ("bb_2digit_addition", "bb_hyperbaton", "rg_family_relationships", "bb_sports_understanding")
 # QSUN is measured where the configurations differ (the other two tasks sit at their label prior).

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import msgspec
 
-from sun_sglang.train.loop import TrainConfig, train_and_export
+from sun_sglang.train.config import TrainConfig
+from sun_sglang.train.loop import train_and_export
 
 CONFIGS = {  # name -> (prefill module, decode module)
     "base": ("base", "base"),

@@ -13,7 +13,7 @@ import msgspec
 from sun_sglang import tasks
 from sun_sglang.eval import evaluate_offline
 from sun_sglang.eval.study_cache import cached, run_settings, train
-from sun_sglang.train.loop import TrainConfig
+from sun_sglang.train.config import TrainConfig
 
 METHOD_NAMES = {"gptq": "GPTQ", "awq": "AWQ", "awq-gptq": "AWQ scaling + GPTQ"}  # quant.gptq.METHODS
 

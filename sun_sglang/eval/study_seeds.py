@@ -12,7 +12,7 @@ from pathlib import Path
 from sun_sglang import tasks
 from sun_sglang.eval import evaluate_offline
 from sun_sglang.eval.study_cache import cached, run_settings, train
-from sun_sglang.train.loop import TrainConfig
+from sun_sglang.train.config import TrainConfig
 
 SEED_CONFIGS = {"full FT": ("full", "full"), "naive": ("full", "base"), "SUN": ("sun", "base")}
 

@@ -21,8 +21,9 @@ import torch
 
 from sun_sglang.models import prepare, resolve_model
 from sun_sglang.quant import decode_module
+from sun_sglang.train.config import TrainConfig
 from sun_sglang.train.distributed import join, leave
-from sun_sglang.train.loop import TrainConfig, train_and_export
+from sun_sglang.train.loop import train_and_export
 
 _RUN_OPTIONS = {"resume": False, "keep_checkpoint": False, "threads": 0}  # not part of TrainConfig
 

@@ -1,11 +1,11 @@
 """A training run's checkpoint (OUT/checkpoint) and its export (OUT).
 
-One process: the model as a plain folder, the optimizer and schedule in optimizer.pt. Sharded
-(FSDP2): each process writes its shards with torch.distributed.checkpoint (OUT/checkpoint/dcp),
-resumable on the same process count. Either way trainer.json holds the step, the losses and the
-settings, and the folder is swapped in whole (a crash mid-save leaves the previous one). The export
-is the same plain transformers checkpoint (mode lora: a peft adapter folder) whatever the sharding:
-the state gathered on rank 0, written into a model built there."""
+One process: the model as a plain folder, the optimizer state in optimizer.pt. Sharded (FSDP2):
+each process writes its shards with torch.distributed.checkpoint (OUT/checkpoint/dcp), resumable
+on the same process count. Either way trainer.json holds the step, the losses, the learning-rate
+schedule and the settings, and the folder is swapped in whole (a crash mid-save leaves the
+previous one). The export is the same plain transformers checkpoint (mode lora: a peft adapter
+folder) whatever the sharding: the state gathered on rank 0, written into a model built there."""
 
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ def save(trainer: Trainer) -> None:
     if world.main:
         shutil.rmtree(tmp, ignore_errors=True)
     world.barrier()
-    schedule = trainer.schedule.state_dict()
     if world.sharded:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -47,13 +46,13 @@ def save(trainer: Trainer) -> None:
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / "dcp"))
     elif world.main:
         trainer.model.save_pretrained(tmp / "model")
-        torch.save({"optimizer": trainer.optimizer.state_dict(), "schedule": schedule}, tmp / "optimizer.pt")
+        torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
     if world.main:
         state = {
             "step": trainer.step,
             "losses": trainer.losses,
             "world_size": world.size,
-            "schedule": schedule,
+            "schedule": trainer.schedule.state_dict(),
             "config": msgspec.to_builtins(trainer.config),
         }
         (tmp / "trainer.json").write_text(json.dumps(state))
@@ -94,16 +93,14 @@ def resume(trainer: Trainer) -> bool:
             model_state_dict=loaded["model"],
             optim_state_dict=loaded["optim"],
         )
-        trainer.schedule.load_state_dict(state["schedule"])
     else:
         if trainer.config.mode == "lora":
             adapters.load_weights(trainer.model, folder / "model")
         else:
             weights = load_model(str(folder / "model"), trainer.config.dtype)
             trainer.model.load_state_dict(weights.state_dict())
-        saved_opt = torch.load(folder / "optimizer.pt", weights_only=True)
-        trainer.optimizer.load_state_dict(saved_opt["optimizer"])
-        trainer.schedule.load_state_dict(saved_opt["schedule"])
+        trainer.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    trainer.schedule.load_state_dict(state["schedule"])
     trainer.step, trainer.losses = state["step"], state["losses"]
     # The learning rate of this step by this run's schedule: a run resumed with more steps decays
     # over its new length (the saved rate followed the old one).

@@ -19,7 +19,8 @@ import time
 import torch
 
 from sun_sglang.models import prepare
-from sun_sglang.train.loop import TrainConfig, Trainer
+from sun_sglang.train.config import TrainConfig
+from sun_sglang.train.loop import Trainer
 from sun_sglang.train.report import vm_gib
 
 
