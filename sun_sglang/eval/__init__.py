@@ -5,6 +5,7 @@ prompt token ids (the task's chat template) and must give the same answers."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from transformers import AutoTokenizer
 
 from sun_sglang import tasks
 from sun_sglang.reference import SunReference
+from sun_sglang.tasks import scoring
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,16 @@ class Result:
 
 
 def score(predictions: Sequence[str], examples: Sequence[tasks.Example]) -> Result:
-    correct = [tasks.exact_match(p, ex.answer) for p, ex in zip(predictions, examples, strict=True)]
+    correct = scoring.correct(predictions, examples)
     return Result(sum(correct) / len(correct), list(predictions), correct)
 
 
 def answer_budget(tokenizer, examples: Sequence[tasks.Example]) -> int:  # noqa: ANN001
-    """Enough new tokens for the longest reference answer and its stop token, plus slack."""
-    return max(len(tasks.answer_ids(tokenizer, ex)) for ex in examples) + 4
+    """Enough new tokens for the longest reference answer and its stop token, plus slack: a
+    quarter more where the answer is free-form (a worked solution, code), whose length varies."""
+    longest = max(len(tasks.answer_ids(tokenizer, ex)) for ex in examples)
+    free_form = any(ex.scorer in ("final_number", "execution") for ex in examples)
+    return longest + (longest // 4 if free_form else 0) + 4
 
 
 def evaluate_offline(
@@ -58,14 +63,27 @@ async def _served(
 
     async def one(session: aiohttp.ClientSession, ex: tasks.Example) -> str:
         body = {"model": model, "messages": ex.chat(), "max_tokens": budget, "temperature": 0}
+        if ex.tools:
+            body["tools"] = ex.tool_list()
         async with limit, session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as resp:
             data = await resp.json(content_type=None)
             if resp.status != 200:
                 raise RuntimeError(f"{url}: HTTP {resp.status}: {data}")
-            return data["choices"][0]["message"]["content"]
+            return _as_text(data["choices"][0]["message"])
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         return list(await asyncio.gather(*(one(session, ex) for ex in examples)))
+
+
+def _as_text(message: dict) -> str:
+    """The answer as the model wrote it: the content, or the tool calls the API parsed out of it,
+    written back in the model's call format (what the offline scorer reads)."""
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return message.get("content") or ""
+    from sun_sglang.tasks import bfcl
+
+    return bfcl.call_text([(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls])
 
 
 def evaluate_served(

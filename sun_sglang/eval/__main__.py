@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", help="the task name at the gateway (with --served)")
     ap.add_argument("--show", type=int, default=0, help="print N predictions")
     args = ap.parse_args(argv)
-    _, test = tasks.split(tasks.load(args.task), args.seed, args.n_test)
+    _, test = tasks.train_test(args.task, args.seed, args.n_test)
     test = test[: args.limit] if args.limit else test
     prefill = _model(args.prefill)
     if args.served:

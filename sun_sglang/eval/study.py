@@ -46,7 +46,7 @@ def study_task(task: str, base: str, work: Path, args: argparse.Namespace) -> di
         for mode in MODES
     }
     paths = {"base": base, **{mode: str(work / task / mode) for mode in MODES}}
-    train_set, test = tasks.split(tasks.load(task), args.seed, args.n_test)
+    train_set, test = tasks.train_test(task, args.seed, args.n_test)
     accuracy = {}
     for name, (prefill, decode) in CONFIGS.items():
         modes = ("lora",) if prefill == "lora" else ("full", "sun")

@@ -80,7 +80,7 @@ def _setup(task: str, base: str, work: Path, args: argparse.Namespace, scheme: S
     common = run_settings(task, base, args)
     sun = train(TrainConfig(out=str(work / task / "sun"), mode="sun", **common))
     quant = json.loads((Path(decode) / "quant.json").read_text())
-    _, test = tasks.split(tasks.load(task), args.seed, args.n_test)
+    _, test = tasks.train_test(task, args.seed, args.n_test)
     return _Setup(common, sun, decode, quant, list(test))
 
 

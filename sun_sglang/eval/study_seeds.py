@@ -27,7 +27,7 @@ def seed_task(
         common.update(steps=steps, save_every=max(10, steps // 4))  # type: ignore[operator]
     records = {m: train(TrainConfig(out=str(folder / m), mode=m, **common)) for m in ("full", "sun")}
     paths = {"base": base, "full": str(folder / "full"), "sun": str(folder / "sun")}
-    _, test = tasks.split(tasks.load(task), seed, args.n_test)
+    _, test = tasks.train_test(task, seed, args.n_test)
     accuracy = {
         name: cached(
             folder / "accuracy.json",

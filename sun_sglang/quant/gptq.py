@@ -64,7 +64,7 @@ def calibration_ids(config: QuantConfig, tokenizer) -> list[list[int]]:  # noqa:
     per_task = -(-config.n_calib // len(config.calib_tasks))
     out = []
     for task in config.calib_tasks:
-        train, _ = tasks.split(tasks.load(task), config.seed, 200)
+        train, _ = tasks.train_test(task, config.seed, 200)
         for ex in train[:per_task]:
             out.append(
                 (tasks.prompt_ids(tokenizer, ex) + tasks.answer_ids(tokenizer, ex))[: config.max_seq_len]

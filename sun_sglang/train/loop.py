@@ -60,7 +60,7 @@ class Trainer:
                 self.decode = shard(self.decode, world, compute)
         else:
             self.decode = self.model
-        train, _ = tasks.split(tasks.load(config.task), config.seed, config.n_test)
+        train, _ = tasks.train_test(config.task, config.seed, config.n_test)
         self.train_set = [
             (tasks.prompt_ids(self.tokenizer, ex), tasks.answer_ids(self.tokenizer, ex)) for ex in train
         ]
