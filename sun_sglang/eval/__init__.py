@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -44,15 +44,26 @@ def answer_budget(tokenizer, examples: Sequence[tasks.Example]) -> int:  # noqa:
 def evaluate_offline(
     prefill: str, decode: str, examples: Sequence[tasks.Example], batch_size: int = 32, dtype: str = "float32"
 ) -> Result:
+    texts = [t for chunk in answers_offline(prefill, decode, examples, batch_size, dtype) for t in chunk]
+    return score(texts, examples)
+
+
+def answers_offline(
+    prefill: str,
+    decode: str,
+    examples: Sequence[tasks.Example],
+    batch_size: int = 32,
+    dtype: str = "float32",
+    budget: int | None = None,
+) -> Iterator[list[str]]:
+    """Greedy answers through the SUN reference, a batch at a time (a caller may keep each)."""
     ref = SunReference.load(prefill, decode, dtype)
     tokenizer = AutoTokenizer.from_pretrained(prefill)
-    budget = answer_budget(tokenizer, examples)
+    budget = budget or answer_budget(tokenizer, examples)
     prompts = [tasks.prompt_ids(tokenizer, ex) for ex in examples]
-    outputs: list[list[int]] = []
     for start in range(0, len(prompts), batch_size):
-        outputs += ref.generate(prompts[start : start + batch_size], budget)
-    texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]
-    return score(texts, examples)
+        outputs = ref.generate(prompts[start : start + batch_size], budget)
+        yield [tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]
 
 
 async def _served(

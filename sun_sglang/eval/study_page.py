@@ -119,8 +119,12 @@ NOTES_MARK = "<!-- Below: written by people, kept when the study rewrites the pa
 
 
 def write_doc(path: Path, generated: str) -> None:
-    """The generated page, then the hand-written reading of it (kept from the previous page)."""
+    """The generated page, the benchmarks study's section, then the hand-written reading of it
+    (both kept from the previous page)."""
+    from sun_sglang.eval.study_benchmarks_page import kept_section
+
     old = path.read_text() if path.is_file() else ""
     blank = "\n## Reading the table\n\n(to be written)\n"
     notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else blank
-    path.write_text(generated + "\n" + NOTES_MARK + notes)
+    benchmarks = kept_section(old)
+    path.write_text(generated + "\n" + (benchmarks + "\n" if benchmarks else "") + NOTES_MARK + notes)
