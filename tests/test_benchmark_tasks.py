@@ -38,9 +38,13 @@ def test_gsm8k_scores_the_final_number_and_leaves_out_the_templates_sources() ->
 
 
 def test_humaneval_runs_answers_in_a_sandbox() -> None:
-    problems = humaneval.problems()
+    train, problems = benchmarks.load("humaneval")
     assert len(problems) == 164 and all(ex.scorer == "execution" for ex in problems)
     assert all(scoring.correct([ex.answer for ex in problems], problems))  # every canonical solution
+    assert len(train) == 281 and all(scoring.correct([ex.answer for ex in train[:60]], train[:60]))
+    names = {json.loads(ex.reference)["entry_point"] for ex in problems}
+    assert not names & {json.loads(ex.reference)["entry_point"] for ex in train}  # no HumanEval problem
+    assert not any(scoring.correct(["    return None\n"] * 60, train[:60]))  # the tests test something
     first = problems[0]
     stub = json.loads(first.reference)["prompt"]
     wrong = [

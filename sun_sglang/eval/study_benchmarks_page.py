@@ -79,7 +79,9 @@ def per_seed(results: list[dict]) -> str:
 def section(results: list[dict], args: argparse.Namespace) -> str:
     names = list(dict.fromkeys(n for r in results for n in r["correct"]))
     conditions = (
-        f"{args.base}, {args.steps} steps of batch {args.batch_size}, AdamW lr {args.lr} (LoRA-SUN:"
+        f"{args.base}, {args.steps} steps of {args.batch_size * args.grad_accum} examples (batch"
+        f" {args.batch_size} x {args.grad_accum} accumulated; activation checkpointing), AdamW lr"
+        f" {args.lr} (LoRA-SUN:"
         f" lr {args.lora_lr}, rank {args.lora_rank}), warm-up 5 steps then linear decay, training"
         f" {args.precision} (float32 weights and optimizer state); answers greedy through the SUN"
         f" reference in {args.eval_dtype}; QSUN decoders {args.qsun or 'none'} (GPTQ, calibrated on"

@@ -98,8 +98,8 @@ def split(examples: list[Example], seed: int, n_test: int) -> tuple[list[Example
 
 
 def train_test(task: str, seed: int, n_test: int) -> tuple[list[Example], list[Example]]:
-    """(train, test) of a task: a benchmark with its own test set (gsm8k) trains on its training
-    source and tests on `n_test` of its test set drawn by seed; any other is split by seed."""
+    """(train, test) of a task: a benchmark with a training source of its own (gsm8k, humaneval)
+    trains on it and tests on `n_test` of its test set drawn by seed; any other is split by seed."""
     from sun_sglang.tasks import benchmarks
 
     if task in benchmarks.BENCHMARKS:

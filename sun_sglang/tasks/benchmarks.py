@@ -1,6 +1,6 @@
 """The three benchmarks of the paper's accuracy table as tasks: gsm8k (math), humaneval (code),
-bfcl (tool calling). Each loader gives (training examples, its own test set or [] when the
-benchmark has none and train_test splits it by seed)."""
+bfcl (tool calling). Each loader gives (training examples, its test set), or (problems, []) when
+train_test splits the benchmark's own problems by seed (bfcl)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _gsm8k() -> tuple[list[Example], list[Example]]:
 def _humaneval() -> tuple[list[Example], list[Example]]:
     from sun_sglang.tasks import humaneval
 
-    return humaneval.problems(), []
+    return humaneval.train(), humaneval.problems()
 
 
 def _bfcl() -> tuple[list[Example], list[Example]]:

