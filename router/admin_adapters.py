@@ -134,7 +134,8 @@ def add_adapter_routes(
             deadline = time.monotonic() + req.wait_s
             while gw.running[req.task] and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            left = gw.running[req.task]
+            left = gw.running.pop(req.task, 0)
+            gw.metrics.forget_task(req.task)
             urls = [slot.url for slot in pool.slots]
             payload = {"lora_name": req.task}
             errors = await asyncio.gather(

@@ -31,7 +31,9 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.created = int(time.time())
-        self.tokenizers = {name: TaskTokenizer(t.model_path) for name, t in config.tasks.items()}
+        # one tokenizer per model: adapter tasks on one base (a thousand, on a fleet) share it
+        shared = {path: TaskTokenizer(path) for path in {t.model_path for t in config.tasks.values()}}
+        self.tokenizers = {name: shared[t.model_path] for name, t in config.tasks.items()}
         # Multi-LoRA prefill pools, each shared by its adapter tasks (one load count per server).
         self.shared_prefill = {
             name: PrefillPool(workers, config.prefill_policy, balance=config.prefill_balance)

@@ -131,10 +131,15 @@ def test_load_serve_and_unload_an_adapter_at_run_time(tiny_base: Path, tiny_adap
             async with client.get(f"{url}/admin/adapters", headers=ADMIN) as resp:
                 assert (await resp.json())["lora"]["tasks"] == ["math", "poetry"]
 
+            async with client.get(f"{url}/metrics") as resp:
+                assert 'task="poetry"' in await resp.text()
             unload = {"task": "poetry"}
             async with client.post(f"{url}/admin/adapters/unload", json=unload, headers=ADMIN) as resp:
                 assert resp.status == 200 and (await resp.json())["failed"] == {}
             assert stubs["pool"].loras == {"math"}
+            async with client.get(f"{url}/metrics") as resp:
+                text = await resp.text()  # its series went with it: bounded by the tasks there are
+            assert 'task="poetry"' not in text and 'task="math"' in text and "_created" not in text
             async with client.post(f"{url}/v1/chat/completions", json=chat("poetry")) as resp:
                 assert resp.status == 404 and (await resp.json())["error"]["code"] == "model_not_found"
             for model in ("math", "full"):  # the other tasks are untouched

@@ -81,7 +81,7 @@ def build_app(config: GatewayConfig) -> web.Application:
             log.exception("unhandled error in %s %s", request.method, request.path)
             resp = json_response(a.ErrorBody(a.ErrorDetail("internal error", "internal_error")), 500)
         if counted:
-            gw.metrics.requests.labels(trace.task or "-", request.path, str(resp.status)).inc()
+            gw.metrics.count_request(trace.task or "-", request.path, resp.status)
             if not resp.prepared:
                 resp.headers["X-Request-Id"] = trace.request_id
             if gw.access_log:
