@@ -77,6 +77,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     shutdown_timeout_s: float = 30.0  # on SIGTERM: requests in flight get this long to finish
     access_log: str | None = "-"  # one JSON line per request: "-" stderr, a file path, or null (off)
     access_log_flush_s: float = 0.2
+    metrics_task_histograms: bool = True  # false: one latency/TTFT/TPOT histogram set for all tasks
     supervision_file: str | None = None  # the launcher's supervisor state (shown in /admin/workers, /metrics)
 
     def __post_init__(self) -> None:

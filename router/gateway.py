@@ -57,7 +57,7 @@ class Gateway:
         self.reasoning_parsers = {
             n: t.reasoning_parser for n, t in config.tasks.items() if t.reasoning_parser
         }
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(config.metrics_task_histograms)
         self.supervision = supervision.Reader(config.supervision_file)
         self.in_flight = 0
         self.running: Counter[str] = Counter()  # requests in flight per task

@@ -26,7 +26,12 @@ disable_created_metrics()
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    """`task_histograms`: latency, TTFT and TPOT histograms per task (about 40 series each), or
+    one set for all tasks (label task="*"): a fleet of a thousand tasks keeps its per-task
+    counters and a /metrics a tenth the size (docs/PERFORMANCE.md, fleet scale)."""
+
+    def __init__(self, task_histograms: bool = True) -> None:
+        self.task_histograms = task_histograms
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -110,9 +115,14 @@ class GatewayMetrics:
 
     def _children(self, task: str) -> tuple:
         """Labelled children looked up once per task (labels() costs a lock and a dict walk)."""
-        metrics = (self.latency, self.prompt_tokens, self.cached_tokens, self.output_tokens)
-        metrics += (self.ttft, self.tpot)
-        self._per_task[task] = tuple(metric.labels(task) for metric in metrics)
+        label = task if self.task_histograms else "*"
+        counters = tuple(m.labels(task) for m in (self.prompt_tokens, self.cached_tokens, self.output_tokens))
+        self._per_task[task] = (
+            self.latency.labels(label),
+            *counters,
+            self.ttft.labels(label),
+            self.tpot.labels(label),
+        )
         return self._per_task[task]
 
     def render(self, pools: list[tuple[str, Pool]], supervised: Iterable[Supervised] = ()) -> bytes:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from router.config import Timeouts
@@ -117,6 +118,24 @@ def test_decode_load_is_reconciled_with_v1_loads(tiny_base: Path) -> None:
                     assert f'sun_worker_external_tokens{{pool="decode",worker="{busy_url}"}} 4000.0' in (
                         await resp.text()
                     )
+
+    run(body())
+
+
+@pytest.mark.parametrize("per_task", [True, False])
+def test_latency_histograms_per_task_or_one_set(tiny_base: Path, per_task: bool) -> None:
+    """metrics_task_histograms false: the per-task counters stay, one histogram set for all."""
+
+    async def body() -> None:
+        async with gateway(tiny_base, metrics_task_histograms=per_task) as (url, client, _, _decode):
+            async with client.post(f"{url}/v1/chat/completions", json=CHAT) as resp:
+                assert resp.status == 200
+            async with client.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+            label = 'task="math"' if per_task else 'task="*"'
+            assert f"sun_request_latency_seconds_count{{{label}}} 1.0" in text
+            assert 'sun_output_tokens_total{task="math"}' in text  # counters: per task either way
+            assert ('sun_request_latency_seconds_count{task="math"}' in text) == per_task
 
     run(body())
 
