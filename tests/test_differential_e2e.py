@@ -58,7 +58,7 @@ class Pair:
         self.plain = openai.OpenAI(base_url=f"{plain_url}/v1", api_key="x", max_retries=0, timeout=600)
         self.model, self.plain_model = model, plain_model
         self.expected: list[tuple[str, int]] = []  # the SUN reference's answers of task "variant"
-        self.expected: list[tuple[str, int]] = []  # the SUN reference's answers of task "variant"
+        self.gateway_url = gateway_url
 
     def both(self, **kw: Any) -> tuple[Any, Any]:
         return (
@@ -228,3 +228,19 @@ def test_same_tool_calls_streamed_and_not(pair: tuple[str, Pair]) -> None:
     sun, plain = both.both(messages=turn, tools=[WEATHER, TIME], temperature=0, max_tokens=40)
     assert answer(sun) == answer(plain)
     assert not answer(sun)[1] and answer(sun)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pair", ["qwen25"], indirect=True)
+def test_benchmark_answers_served_are_the_offline_ones(pair: tuple[str, Pair]) -> None:
+    """The accuracy study's offline answers (the SUN reference: prefill module "variant", the base
+    decoding, float32) are what the cluster serves through the gateway, on a sample of each
+    benchmark: BFCL through the `tools` API (the gateway's qwen25 parser makes the calls), GSM8K,
+    HumanEval. Each answer the same, and so each score."""
+    from sun_sglang.eval import served_check
+
+    _, both = pair
+    variant, base = (str(prepare(FAMILIES["qwen25"][i])) for i in (1, 0))
+    for task, n in (("bfcl", 6), ("gsm8k", 2), ("humaneval", 2)):
+        got = served_check.check(both.gateway_url, "variant", variant, base, task, n)
+        assert (got.same_text, got.same_score) == (n, n), got

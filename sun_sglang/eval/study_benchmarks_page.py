@@ -24,6 +24,17 @@ GAPS = (
 )
 
 
+PAPER = (
+    "The paper's own figures (arXiv 2603.02599; Llama-3.1-8B and Qwen3-8B-Base): its abstract"
+    " reports SUN's accuracy as comparable to full fine-tuning on these three kinds of task, and"
+    " QSUN as comparable to SUN (a 1-3% cost, by a secondary summary). Its per-benchmark table"
+    " could not be read here: the copy this project can reach holds only the abstract and the"
+    " introduction, so no number of the paper's is quoted beside these (a figure would be"
+    " invented). At 0.5B on 2 CPU cores the test sets are subsampled (n and the standard error"
+    " in each cell)."
+)
+
+
 def pooled(results: list[dict], task: str, name: str) -> list[bool] | None:
     """The configuration's per-example results over every seed run, or None if one lacks it."""
     runs = [r["correct"].get(name) for r in results if r["task"] == task]
@@ -103,6 +114,8 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
         "",
         table(results, names),
         conditions,
+        "",
+        PAPER,
         "",
         "Per seed:",
         "",
