@@ -59,7 +59,7 @@ def train_runs(
         activation_checkpointing=True,  # 0.5B at up to 1,400 tokens: 24 GiB is not enough without
         lr=args.lr,
         seed=seed,
-        n_test=args.n_test[task],
+        n_test=args.n_test.get(task, 200),
         save_every=max(10, args.steps // 8),
         precision=args.precision,
     )
@@ -111,7 +111,7 @@ def study_task(task: str, seed: int, base: str, work: Path, args: argparse.Names
     wanted = {k: v for k, v in configurations(schemes).items() if not args.only or k in args.only.split(",")}
     needed = {m for pair in wanted.values() for m in pair if m != "base" and not m.startswith("quant-")}
     runs = train_runs(task, seed, base, work, args, needed)
-    train_set, test = tasks.train_test(task, seed, args.n_test[task])
+    train_set, test = tasks.train_test(task, seed, args.n_test.get(task, 200))
     correct: dict[str, list[bool]] = {}
     for name, (prefill, decode) in wanted.items():
         key = {
