@@ -14,7 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OURS = {"sun_sglang", "router", "patches", "sgl_kernel"}  # sgl_kernel: the CPU stand-in we ship
 # Installed outside the dependency list, each for a reason pyproject.toml states.
-SEPARATE = {"llmcompressor"}  # --no-deps: its transformers pin is older than SGLang's
+# llmcompressor --no-deps: its transformers pin is older than SGLang's; bfcl_eval --no-deps: its
+# requirements are API clients and pins this project does not use
+SEPARATE = {"llmcompressor", "bfcl_eval"}
 
 
 def _imported() -> dict[str, str]:
