@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sun_sglang import tasks
 from sun_sglang.eval import evaluate_offline, evaluate_served
+from sun_sglang.eval.study_benchmarks import N_TEST
 from sun_sglang.models import prepare
 
 
@@ -34,7 +35,7 @@ class Agreement:
 
 
 def check(url: str, model: str, prefill: str, decode: str, task: str, n: int, seed: int = 0) -> Agreement:
-    _, test = tasks.train_test(task, seed, max(n, 1))
+    _, test = tasks.train_test(task, seed, max(n, N_TEST.get(task, 0)))  # the study's draw: its first n
     test = test[:n]
     offline = evaluate_offline(prefill, decode, test, batch_size=8, dtype="float32")
     served = evaluate_served(url, model, prefill, test, concurrency=4)

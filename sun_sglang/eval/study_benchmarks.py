@@ -7,9 +7,13 @@ scorer; docs/ACCURACY.md gets the table (study_benchmarks_page.py).
     python -m sun_sglang.eval.study_benchmarks [--tasks bfcl,gsm8k,humaneval] [--seeds 0,1]
         [--steps 80] [--qsun w8-gptq-g64,w4-gptq-g64] [--doc docs/ACCURACY.md]
 
-Hours on a CPU: everything is kept under --work and reused when its settings match, answers one
-batch at a time, so a run stopped anywhere continues where it was (a training run from its last
-checkpoint). `--only` limits a run to some configurations (the rest are reported as not run)."""
+Hours on a CPU, so nothing is done twice. The answers and training records are kept in the
+repository (--results: docs/accuracy/<base>/<task>/seed<s>/), keyed by the settings they were
+made with, one batch at a time: a configuration answered in any session is never trained or
+answered again, and one stopped midway goes on from its last kept batch. The trained models stay
+in --work (a training run continues from its last checkpoint there) and are only made for a
+configuration whose answers are not all kept. `--only` limits what is run; every configuration
+with kept answers is reported."""
 
 from __future__ import annotations
 
@@ -21,19 +25,25 @@ from transformers import AutoTokenizer
 
 from sun_sglang import tasks
 from sun_sglang.eval import answer_budget, answers_offline
-from sun_sglang.eval.study_cache import train
-from sun_sglang.eval.study_qsun import Scheme, quantized_base
+from sun_sglang.eval.study_modules import Module, study_modules
+from sun_sglang.eval.study_qsun import Scheme
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
 from sun_sglang.tasks import scoring
-from sun_sglang.train.config import TrainConfig
 
 TASKS = ("bfcl", "gsm8k", "humaneval")
 N_TEST = {"bfcl": 200, "gsm8k": 100, "humaneval": 164}  # subsampled for CPU time: stated with SEs
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "accuracy"
 
 
 def configurations(schemes: list[Scheme]) -> dict[str, tuple[str, str]]:
-    """name -> (prefill module, decode module), as trained runs' names ("base": the base)."""
+    """name -> (prefill module, decode module), as trained runs' names ("base": the base). QSUN
+    columns are named by bit width, so one scheme per width."""
+    widths = [s.bits for s in schemes]
+    if len(set(widths)) != len(widths):
+        raise ValueError(
+            f"QSUN schemes {[s.name for s in schemes]}: one per bit width (columns: QSUN W<bits>)"
+        )
     out = {
         "base": ("base", "base"),
         "full FT": ("full", "full"),
@@ -46,56 +56,30 @@ def configurations(schemes: list[Scheme]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def train_runs(
-    task: str, seed: int, base: str, work: Path, args: argparse.Namespace, needed: set[str]
-) -> dict:
-    """The trained models the wanted configurations need: name -> (path, training record)."""
-    common = dict(
-        base=base,
-        task=task,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        activation_checkpointing=True,  # 0.5B at up to 1,400 tokens: 24 GiB is not enough without
-        lr=args.lr,
-        seed=seed,
-        n_test=args.n_test.get(task, 200),
-        save_every=max(10, args.steps // 8),
-        precision=args.precision,
-    )
-    folder = work / task / f"seed{seed}"
-    lora = dict(lr=args.lora_lr, lora_rank=args.lora_rank, lora_alpha=2.0 * args.lora_rank)
-    runs: dict[str, tuple[str, dict]] = {"base": (base, {})}
-    for mode in ("full", "sun", "lora"):
-        if mode in needed:
-            extra = lora if mode == "lora" else {}
-            config = TrainConfig(out=str(folder / mode), mode=mode, **{**common, **extra})
-            runs[mode] = (config.out, train(config))
-    for name in needed:
-        if name.startswith("qsun-"):
-            scheme = Scheme.parse(name.removeprefix("qsun-"))
-            decode = quantized_base(base, work, scheme, list(args.calib_tasks.split(",")))
-            config = TrainConfig(out=str(folder / name), mode="sun", decode=decode, **common)
-            quant = json.loads((Path(decode) / "quant.json").read_text())["config"]
-            runs[name] = (config.out, train(config))
-            runs[f"quant-{scheme.name}"] = (decode, {"quant": quant})
-    return runs
+def kept_answers(file: Path, key: dict) -> list[str]:
+    """The answers kept in `file` if its first line is `key` (what they were made with), else none."""
+    lines = file.read_text().splitlines() if file.is_file() else []
+    same = lines and json.loads(lines[0]) == json.loads(json.dumps(key))  # as JSON holds it: tuples are lists
+    return [json.loads(x) for x in lines[1:]] if same else []
 
 
 def answers(
-    file: Path, key: dict, prefill: str, decode: str, test: list[tasks.Example], args: argparse.Namespace
+    file: Path,
+    key: dict,
+    prefill: str,
+    decode: str,
+    test: list[tasks.Example],
+    args: argparse.Namespace,
+    budget: int,
 ) -> list[str]:
     """The configuration's greedy answers on `test`, kept one batch at a time in `file` (first line:
-    what they were made with); a run stopped midway goes on from the last kept batch."""
-    key_text = json.dumps(key, sort_keys=True)
-    lines = file.read_text().splitlines() if file.is_file() else []
-    done = [json.loads(x) for x in lines[1:]] if lines and lines[0] == key_text else []
+    `key`); a run stopped midway goes on from the last kept batch."""
+    done = kept_answers(file, key)
     if len(done) < len(test):
-        budget = answer_budget(AutoTokenizer.from_pretrained(prefill), test)  # the whole test set's
         file.parent.mkdir(parents=True, exist_ok=True)
         with open(file, "w" if not done else "a") as out:
             if not done:
-                out.write(key_text + "\n")
+                out.write(json.dumps(key, sort_keys=True) + "\n")
             rest = test[len(done) :]
             for chunk in answers_offline(prefill, decode, rest, args.eval_batch, args.eval_dtype, budget):
                 for text in chunk:
@@ -107,32 +91,47 @@ def answers(
 
 
 def study_task(task: str, seed: int, base: str, work: Path, args: argparse.Namespace) -> dict:
+    """Every configuration of one task and seed: its kept answers, or (if wanted) new ones."""
     schemes = [Scheme.parse(n) for n in args.qsun.split(",") if n]
-    wanted = {k: v for k, v in configurations(schemes).items() if not args.only or k in args.only.split(",")}
-    needed = {m for pair in wanted.values() for m in pair if m != "base" and not m.startswith("quant-")}
-    runs = train_runs(task, seed, base, work, args, needed)
-    train_set, test = tasks.train_test(task, seed, args.n_test.get(task, 200))
+    train_set, test = tasks.train_test(task, seed, args.n_test[task])
+    modules = study_modules(task, seed, base, work, args, schemes)
+    kept = args.results / task / f"seed{seed}"
+    budget = answer_budget(AutoTokenizer.from_pretrained(base), test)  # every module: the base's tokenizer
+    wanted = set(args.only.split(",")) if args.only else None
     correct: dict[str, list[bool]] = {}
-    for name, (prefill, decode) in wanted.items():
-        key = {
-            "prefill": runs[prefill][1],
-            "decode": runs[decode][1],
-            "dtype": args.eval_dtype,
-            "n": len(test),
-        }
-        file = work / task / f"seed{seed}" / "answers" / f"{name.replace(' ', '_')}.jsonl"
-        texts = answers(file, key, runs[prefill][0], runs[decode][0], test, args)
-        correct[name] = scoring.correct(texts, test)
-        print(f"{task} seed {seed}: {name} {sum(correct[name]) / len(test):.3f}", flush=True)
-    seconds = {name: record.get("train_seconds") for name, (_, record) in runs.items() if record}
+    for name, (prefill, decode) in configurations(schemes).items():
+        p, d = modules[prefill], modules[decode]
+        key = {"prefill": p.key, "decode": d.key, "dtype": args.eval_dtype, "n": len(test)}
+        file = kept / f"{name.replace(' ', '_')}.jsonl"
+        texts = kept_answers(file, key)
+        if len(texts) < len(test) and (wanted is None or name in wanted):
+            texts = answers(file, key, made(p, kept), made(d, kept), test, args, budget)
+        if len(texts) == len(test):
+            correct[name] = scoring.correct(texts, test)
+            print(f"{task} seed {seed}: {name} {sum(correct[name]) / len(test):.3f}", flush=True)
     return {
         "task": task,
         "seed": seed,
         "n_train": len(train_set),
         "n_test": len(test),
         "correct": correct,
-        "train_seconds": seconds,
+        "train_seconds": {m: training_seconds(kept, m) for m in ("full", "sun", "lora")},
     }
+
+
+def made(module: Module, kept: Path) -> str:
+    """The module's path, once it is there (trained or quantized now if not); a training record is
+    kept beside the answers (what the page's times come from)."""
+    record = module.build()
+    if module.record_name:
+        kept.mkdir(parents=True, exist_ok=True)
+        (kept / f"train-{module.record_name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    return module.path
+
+
+def training_seconds(kept: Path, mode: str) -> float | None:
+    file = kept / f"train-{mode}.json"
+    return json.loads(file.read_text()).get("train_seconds") if file.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,21 +154,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calib-tasks", default="gsm8k,humaneval", help="the quantized decoder's calibration")
     ap.add_argument("--only", default="", help="configurations to run, e.g. 'base,full FT,SUN'")
     ap.add_argument("--n-test", default="", help="test examples per task, e.g. gsm8k=50 (default: N_TEST)")
-    ap.add_argument("--work", type=Path, default=home() / "study-benchmarks")
+    ap.add_argument("--work", type=Path, default=home() / "study-benchmarks", help="trained models")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="kept answers and training records")
     ap.add_argument("--doc", type=Path, help="write the table into this page (docs/ACCURACY.md)")
     args = ap.parse_args(argv)
     args.n_test = {**N_TEST, **{k: int(v) for k, v in (x.split("=") for x in args.n_test.split(",") if x)}}
     base = str(prepare(args.base))
-    work = args.work / args.base
+    work, args.results = args.work / args.base, args.results / args.base
     results = [
         study_task(task, int(seed), base, work, args)
         for seed in args.seeds.split(",")
         for task in args.tasks.split(",")
     ]
-    (work / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, default=str))
     from sun_sglang.eval import study_benchmarks_page
 
-    text = study_benchmarks_page.section(results, args)
+    names = list(configurations([Scheme.parse(n) for n in args.qsun.split(",") if n]))
+    text = study_benchmarks_page.section(results, args, names)
     print(text)
     if args.doc:
         study_benchmarks_page.write_section(args.doc, text)

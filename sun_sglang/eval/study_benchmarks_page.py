@@ -15,13 +15,7 @@ import torch
 BEGIN = "<!-- benchmarks study: begin (written by python -m sun_sglang.eval.study_benchmarks) -->"
 END = "<!-- benchmarks study: end -->"
 NAMES = {"bfcl": "BFCL (AST, 4 categories)", "gsm8k": "GSM8K", "humaneval": "HumanEval (pass@1)"}
-GAPS = (
-    ("SUN", "full FT"),
-    ("naive", "full FT"),
-    ("LoRA-SUN", "full FT"),
-    ("QSUN W8", "SUN"),
-    ("QSUN W4", "SUN"),
-)
+GAPS = (("SUN", "full FT"), ("naive", "full FT"), ("LoRA-SUN", "full FT"))  # and each QSUN - SUN
 
 
 PAPER = (
@@ -58,17 +52,24 @@ def gap_cell(a: list[bool] | None, b: list[bool] | None) -> str:
     return f"{100 * mean:+.1f} ± {100 * sd / math.sqrt(len(d)):.1f}"
 
 
+def gaps(names: list[str]) -> list[tuple[str, str]]:
+    """The gap columns: SUN, naive and LoRA-SUN against full fine-tuning, each QSUN scheme run
+    against SUN."""
+    return [*GAPS, *((n, "SUN") for n in names if n.startswith("QSUN"))]
+
+
 def table(results: list[dict], names: list[str]) -> str:
+    pairs = gaps(names)
     head = "| benchmark | n test (seeds) | " + " | ".join(names) + " | "
-    head += " | ".join(f"{a} - {b}" for a, b in GAPS) + " |"
-    lines = [head, "|" + "---|" * (2 + len(names) + len(GAPS))]
+    head += " | ".join(f"{a} - {b}" for a, b in pairs) + " |"
+    lines = [head, "|" + "---|" * (2 + len(names) + len(pairs))]
     for task in dict.fromkeys(r["task"] for r in results):
         runs = [r for r in results if r["task"] == task]
         seeds = ", ".join(str(r["seed"]) for r in runs)
         cells = [accuracy_cell(pooled(results, task, n)) for n in names]
-        gaps = [gap_cell(pooled(results, task, a), pooled(results, task, b)) for a, b in GAPS]
+        gap_cells = [gap_cell(pooled(results, task, a), pooled(results, task, b)) for a, b in pairs]
         n = sum(r["n_test"] for r in runs)
-        lines.append(f"| {NAMES.get(task, task)} | {n} ({seeds}) | " + " | ".join(cells + gaps) + " |")
+        lines.append(f"| {NAMES.get(task, task)} | {n} ({seeds}) | " + " | ".join(cells + gap_cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -87,8 +88,8 @@ def per_seed(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def section(results: list[dict], args: argparse.Namespace) -> str:
-    names = list(dict.fromkeys(n for r in results for n in r["correct"]))
+def section(results: list[dict], args: argparse.Namespace, names: list[str]) -> str:
+    """The section for `results`, a column per configuration in `names` ("not run" where none)."""
     conditions = (
         f"{args.base}, {args.steps} steps of {args.batch_size * args.grad_accum} examples (batch"
         f" {args.batch_size} x {args.grad_accum} accumulated; activation checkpointing), AdamW lr"
@@ -108,9 +109,9 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
         BEGIN,
         "## The paper's benchmarks at 0.5B: BFCL, GSM8K, HumanEval",
         "",
-        f"Written by `{rerun}` (cached under `~/.cache/sun-sglang/study-benchmarks`; a stopped run"
-        " continues). The tasks and their scorers: `sun_sglang/tasks/` (bfcl.py, gsm8k.py,"
-        " humaneval.py).",
+        f"Written by `{rerun}`. Every answer is kept in `docs/accuracy/{args.base}/` with the"
+        " settings it was made with (a rerun answers only what is missing; a stopped run continues)."
+        " The tasks and their scorers: `sun_sglang/tasks/` (bfcl.py, gsm8k.py, humaneval.py).",
         "",
         table(results, names),
         conditions,

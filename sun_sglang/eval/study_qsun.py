@@ -13,6 +13,7 @@ import msgspec
 from sun_sglang import tasks
 from sun_sglang.eval import evaluate_offline
 from sun_sglang.eval.study_cache import cached, run_settings, train
+from sun_sglang.quant.gptq import QuantConfig
 from sun_sglang.train.config import TrainConfig
 
 METHOD_NAMES = {"gptq": "GPTQ", "awq": "AWQ", "awq-gptq": "AWQ scaling + GPTQ"}  # quant.gptq.METHODS
@@ -41,12 +42,9 @@ class Scheme(msgspec.Struct, frozen=True):
         return f"W{self.bits} ({METHOD_NAMES[self.method]}, group {self.group_size})"
 
 
-def quantized_base(base: str, work: Path, scheme: Scheme, calib_tasks: list[str]) -> str:
-    """The base quantized with `scheme` (calibrated on the study tasks' training splits), once per
-    setting; its dequantized checkpoint (what the QSUN decode servers compute)."""
-    from sun_sglang.quant.gptq import QuantConfig, quantize
-
-    config = QuantConfig(
+def quant_config(base: str, work: Path, scheme: Scheme, calib_tasks: list[str]) -> QuantConfig:
+    """The quantization of the base with `scheme`, calibrated on the tasks' training splits."""
+    return QuantConfig(
         base=base,
         out=str(work / f"quant-{scheme.name}"),
         bits=scheme.bits,
@@ -54,6 +52,14 @@ def quantized_base(base: str, work: Path, scheme: Scheme, calib_tasks: list[str]
         group_size=scheme.group_size,
         calib_tasks=tuple(calib_tasks),
     )
+
+
+def quantized_base(base: str, work: Path, scheme: Scheme, calib_tasks: list[str]) -> str:
+    """The base quantized with `scheme`, once per setting; its dequantized checkpoint (what the
+    QSUN decode servers compute)."""
+    from sun_sglang.quant.gptq import quantize
+
+    config = quant_config(base, work, scheme, calib_tasks)
     record_file = Path(config.out) / "dequantized" / "quant.json"
     wanted = _without_out(json.loads(msgspec.json.encode(config)))  # as quant.json: tuples are lists
     if not (record_file.is_file() and _without_out(json.loads(record_file.read_text())["config"]) == wanted):
