@@ -8,7 +8,8 @@ import pytest
 
 from sun_sglang.bench import summary
 from sun_sglang.sim.costs import GPUS, MODELS, Profile, Roofline
-from sun_sglang.sim.engine import ClusterShape, SimRequest, Simulator
+from sun_sglang.sim.engine import Simulator
+from sun_sglang.sim.shape import ClusterShape, SimRequest
 
 H100_8B = Roofline(GPUS["H100"], MODELS["Llama-3.1-8B"])
 
@@ -49,6 +50,26 @@ def test_one_request_takes_the_analytic_time() -> None:
     assert rec.ttft_s == pytest.approx(first)  # streamed when the decode server admits it
     assert rec.latency_s == pytest.approx(first + sum(steps))
     assert wall == pytest.approx(0.5 + rec.latency_s) and rec.sent_s == 0.5
+
+
+def test_first_token_waits_for_the_decode_step_twice_and_pays_the_fixed_costs() -> None:
+    """A decode server busy with a step pre-allocates a new request's KV only when the step ends,
+    then the handshake; after prefill it takes the request in at the end of a step again."""
+    step, prefill = 0.1, 0.05
+    p = Profile([1, 2], [step, step], [10, 1000], [prefill, prefill])
+    first = SimRequest(0, "a", 0.0, 10, 40)
+    late = SimRequest(1, "a", 0.17, 10, 4)  # arrives while the decode server is mid-step
+    plain = ClusterShape(tasks=["a"])
+    (_, base), _ = Simulator(plain, p, p).run([first, late])
+    # first admitted at 0.05 (steps end 0.15, 0.25, ...); late prefilled 0.17-0.22, taken in at 0.25
+    assert base.ttft_s == pytest.approx(0.25 - 0.17)
+    timed = ClusterShape(tasks=["a"], handshake_s=0.01, handshake_waits_step=True, first_token_s=0.02)
+    (a, b), _ = Simulator(timed, p, p).run([first, late])
+    assert a.ttft_s == pytest.approx(0.01 + prefill + 0.02)  # idle decode: the handshake, no wait
+    # first admitted at 0.06 (steps end 0.16, 0.26, 0.36); late pre-allocated at 0.26, handshake to
+    # 0.27, prefilled to 0.32, taken in at 0.36, streamed 0.02 later
+    assert b.ttft_s == pytest.approx(0.36 + 0.02 - 0.17)
+    assert b.latency_s - b.ttft_s == pytest.approx(3 * step)  # the fixed time moves every token alike
 
 
 def _requests(n: int, tasks: list[str], rate: float, seed: int = 0) -> list[SimRequest]:

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import msgspec
 
-from sun_sglang.bench import loadgen, profile, summary
+from sun_sglang.bench import loadgen, profile, summary, time_stats
 from sun_sglang.bench.step_log import STEP_LOG_ARGS, decode_steps
+from sun_sglang.bench.time_stats import TIME_STATS_ARGS
 from sun_sglang.bench.workload import WorkloadConfig
 from sun_sglang.launch import config as cluster_config
 from sun_sglang.launch.cluster import Cluster
@@ -102,7 +103,8 @@ def run_mode(
         mode=mode,
         decode=DecodeConfig(decode_replicas),
         cpus=pins,
-        decode_args=[*base.decode_args, *STEP_LOG_ARGS],
+        prefill_args=[*base.prefill_args, *TIME_STATS_ARGS],
+        decode_args=[*base.decode_args, *STEP_LOG_ARGS, *TIME_STATS_ARGS],
     )
     cluster = Cluster(plan(cfg, device_for(cfg.device)), log_dir, 600)
     result: dict = {"mode": mode, "decode_replicas": decode_replicas}
@@ -131,6 +133,10 @@ def run_mode(
     result["decode_most_running"] = {p.stem: most_running(p) for p in logs}
     result["load_started"] = load_started
     result["decode_steps"] = {p.stem: decode_steps(p.read_text(errors="replace"), load_started) for p in logs}
+    prefill_logs = [p.read_text(errors="replace") for p in sorted(log_dir.glob("prefill-*.log"))]
+    rows = time_stats.stages(prefill_logs, [p.read_text(errors="replace") for p in logs], load_started)
+    result["ttft_stages"] = time_stats.summary(rows)  # where the load's first-token time went
+    result["ttft_stage_rows"] = list(rows.values())
     return result
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -124,9 +126,17 @@ def made(module: Module, kept: Path) -> str:
     kept beside the answers (what the page's times come from)."""
     record = module.build()
     if module.record_name:
+        record = {**record, "cpu": cpu_model()}
         kept.mkdir(parents=True, exist_ok=True)
         (kept / f"train-{module.record_name}.json").write_text(json.dumps(record, indent=1) + "\n")
     return module.path
+
+
+def cpu_model() -> str:
+    """What the training ran on (its time depends on it): the CPU's model name and core count."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores"
 
 
 def training_seconds(kept: Path, mode: str) -> float | None:
@@ -145,8 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--lora-lr", type=float, default=2e-4)
     ap.add_argument("--lora-rank", type=int, default=16)
-    ap.add_argument("--precision", default="bf16-mixed", choices=("fp32", "bf16-mixed"))
-    ap.add_argument("--eval-dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    # float32 by default: kept answers are pooled across sessions whose machines differ, and bf16 is
+    # only fast with AMX (2-core AVX2 EPYC: 1.6 GFLOP/s bf16 against 86 float32).
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16-mixed"))
+    ap.add_argument("--eval-dtype", default="float32", choices=("float32", "bfloat16"))
     ap.add_argument("--eval-batch", type=int, default=16)
     ap.add_argument("--qsun", default="w8-gptq-g64,w4-gptq-g64", help="QSUN decoder schemes ('' for none)")
     # One decoder for every task and seed: calibrated only where training data never meets a test

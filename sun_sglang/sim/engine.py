@@ -7,6 +7,10 @@ batches up to a token budget; each prompt's KV then takes a transfer delay to re
 worker, which admits it when its KV fits (prompt + output reserved, as SGLang's decode does) and
 runs continuous batching: every step adds one token to every running request. The prefill server
 makes the first token; the decode server streams it when it admits the request into its batch.
+First-token time (SGLang's PD path): the decode server pre-allocates the KV's place between its
+steps and hands it to the prefill server (the bootstrap), which only then queues the request;
+after the prefill and the transfer, the decode server takes the request in between its steps;
+the gateway and the servers' HTTP, tokenizer and detokenizer add a fixed time.
 Workers pinned to one core share it (sim.cores). Output: loadgen.Record per request, so the load
 generator's summary applies unchanged.
 """
@@ -19,51 +23,12 @@ import itertools
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-import msgspec
-
-from router.pools import DecodePolicy, DecodePool, PrefillPool, Slot
+from router.pools import DecodePool, PrefillPool, Slot
 from sun_sglang.bench.loadgen import Record
 from sun_sglang.sim.cores import SharedCore
 from sun_sglang.sim.costs import StepCost
-
-
-class SimRequest(msgspec.Struct, frozen=True):
-    index: int
-    task: str
-    at_s: float  # arrival (open loop); ignored in a closed loop
-    prompt_tokens: int
-    output_tokens: int
-
-
-class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    tasks: list[str]
-    mode: Literal["sun", "conventional"] = "sun"
-    prefill_per_task: int = 1
-    prefill_workers: dict[str, int] = {}  # per-task counts, overriding prefill_per_task
-    decode_workers: int = 1  # sun: the shared pool; conventional: per task
-    decode_policy: DecodePolicy = "least_load"
-    kv_capacity_tokens: int = 4096  # per decode worker
-    max_running: int = 256  # per decode worker (SGLang's max_running_requests)
-    prefill_budget_tokens: int = 8192  # tokens per prefill batch (chunked-prefill size)
-    transfer_s: float = 0.0  # fixed cost of moving one request's KV ...
-    transfer_s_per_token: float = 0.0  # ... plus this per prompt token
-    prefill_cores: int | None = None  # None: each worker its own device; else workers share N cores
-    decode_cores: int | None = None
-    decode_core_overhead: float = 1.0  # decode servers sharing a core: slowdown beyond 1/n
-    decode_idle_spin: bool = False  # decode servers sharing a core take their share even when idle
-
-    @property
-    def decode_worker_count(self) -> int:
-        return self.decode_workers * (len(self.tasks) if self.mode == "conventional" else 1)
-
-    def prefill_count(self, task: str) -> int:
-        return self.prefill_workers.get(task, self.prefill_per_task)
-
-    @property
-    def worker_count(self) -> int:
-        return self.decode_worker_count + sum(self.prefill_count(t) for t in self.tasks)
+from sun_sglang.sim.shape import ClusterShape, SimRequest
 
 
 @dataclass(eq=False)
@@ -74,6 +39,7 @@ class _Job:
     sent: float  # when the client sent it (after its arrival, if the client cap held it back)
     joined_step: int = 0
     ttft_at: float | None = None
+    handshake_done: float = 0.0  # when the prefill server could queue it
 
 
 @dataclass(eq=False)
@@ -84,6 +50,7 @@ class _Worker:
     queue: deque = field(default_factory=deque)  # _Job waiting (prefill queue / decode admission)
     running: list = field(default_factory=list)  # decode: _Job in the batch
     finishing: list = field(default_factory=list)  # decode: heap of (finish step, seq, _Job)
+    handshakes: list = field(default_factory=list)  # decode: _Job to pre-allocate after this step
     steps: int = 0
     context: int = 0  # decode: tokens in the running batch's KV
     reserved: int = 0  # decode: KV tokens reserved by running requests
@@ -106,6 +73,7 @@ class Simulator:
         self.seq = itertools.count()
         self.now = 0.0
         self.records: list[Record] = []
+        self.stages: dict[int, tuple[float, float]] = {}  # index -> (handshake, wait for the KV) s
         self.in_flight = 0
         self.backlog: deque[SimRequest] = deque()
         self.cores: dict[tuple[str, int], SharedCore] = {}
@@ -168,6 +136,14 @@ class Simulator:
         job = _Job(req, decode_pool.choose(), prefill_pool.choose([req.index]).slot, self.now)
         prefill_pool.place(job.prefill, req.prompt_tokens)
         decode_pool.place(job.decode, req.prompt_tokens + req.output_tokens)
+        if self.shape.handshake_waits_step and job.decode.worker.busy:
+            job.decode.worker.handshakes.append(job)  # SGLang: the decode loop pre-allocates between steps
+        else:
+            self._at(self.now + self.shape.handshake_s, self._to_prefill, job)
+
+    def _to_prefill(self, job: _Job) -> None:
+        """The handshake done: the prefill server may run the request (SGLang's bootstrap queue)."""
+        job.handshake_done = self.now
         job.prefill.worker.queue.append(job)
         self._kick_prefill(job.prefill.worker)
 
@@ -227,7 +203,8 @@ class Simulator:
             worker.reserved += need
             worker.context += req.prompt_tokens + 1
             job.joined_step = worker.steps
-            job.ttft_at = self.now
+            job.ttft_at = self.now + shape.first_token_s
+            self.stages[job.req.index] = (job.handshake_done - job.sent, self.now - job.handshake_done)
             worker.running.append(job)
             last_step = worker.steps + max(1, req.output_tokens - 1)
             heapq.heappush(worker.finishing, (last_step, next(self.seq), job))
@@ -238,6 +215,9 @@ class Simulator:
 
     def _stepped(self, worker: _Worker) -> None:
         worker.steps += 1
+        for job in worker.handshakes:
+            self._at(self.now + self.shape.handshake_s, self._to_prefill, job)
+        worker.handshakes.clear()
         worker.context += len(worker.running)
         done = []
         while worker.finishing and worker.finishing[0][0] <= worker.steps:
@@ -260,7 +240,7 @@ class Simulator:
                 task=req.task,
                 sent_s=job.sent,
                 ttft_s=(self.now if job.ttft_at is None else job.ttft_at) - job.sent,
-                latency_s=self.now - job.sent,
+                latency_s=self.now + self.shape.first_token_s - job.sent,
                 output_tokens=req.output_tokens,
                 prompt_tokens=req.prompt_tokens,
             )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sun_sglang.bench import multi_turn
 from sun_sglang.bench.summary import decode_workers
+from sun_sglang.sim import ttft
 from sun_sglang.sim.costs import GPUS, MODELS, Roofline
 
 NOTES_MARK = "<!-- notes: kept by python -m sun_sglang.sim report -->"
@@ -25,14 +26,15 @@ def cpu_summary(result: dict, validation: dict) -> dict:
         "per_task",
         "decode_mixing",
         "decode_most_running",
+        "ttft_stages",
     )
     return {
         "workload": result["workload"],
         "pins": result["pins"],
         "machine": result.get("machine"),
         "versions": result.get("versions"),
-        "sun": {k: result["sun"][k] for k in keep},
-        "conventional": {k: result["conventional"][k] for k in keep},
+        "sun": {k: result["sun"][k] for k in keep if k in result["sun"]},
+        "conventional": {k: result["conventional"][k] for k in keep if k in result["conventional"]},
         "ratios_sun_over_conventional": result["ratios_sun_over_conventional"],
         "validation": validation,
     }
@@ -256,6 +258,8 @@ def write(data_dir: Path, doc: Path) -> None:
     for path in sorted(data_dir.glob("cpu_compare-*.json")):
         cpu = json.loads(path.read_text())
         lines += _cpu_section(cpu, path.stem.split("-", 1)[1]) + _validation_section(cpu["validation"])
+        if "first_token" in cpu["validation"]:
+            lines += ttft.section(cpu["validation"]["first_token"])
     if (data_dir / "multi_turn.json").exists():
         lines += multi_turn.section(json.loads((data_dir / "multi_turn.json").read_text()))
     if (data_dir / "sweep.json").exists():

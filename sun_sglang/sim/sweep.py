@@ -21,7 +21,8 @@ from sun_sglang.bench import summary
 from sun_sglang.bench.loadgen import Record
 from sun_sglang.bench.workload import task_weights
 from sun_sglang.sim.costs import GPUS, MODELS, Roofline
-from sun_sglang.sim.engine import ClusterShape, SimRequest, Simulator
+from sun_sglang.sim.engine import Simulator
+from sun_sglang.sim.shape import ClusterShape, SimRequest
 
 
 class Point(msgspec.Struct, frozen=True):

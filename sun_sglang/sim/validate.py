@@ -16,7 +16,8 @@ from sun_sglang.bench import summary
 from sun_sglang.bench.step_log import step_profile
 from sun_sglang.bench.workload import WorkloadConfig, plan
 from sun_sglang.sim.costs import Profile
-from sun_sglang.sim.engine import ClusterShape, SimRequest, Simulator
+from sun_sglang.sim.engine import Simulator
+from sun_sglang.sim.shape import ClusterShape, SimRequest
 
 FIGURES = {
     "req_s": lambda s: s["req_s"],
@@ -24,6 +25,7 @@ FIGURES = {
     "tpot_p50_s": lambda s: s["tpot_s"]["p50"],
     "tpot_p90_s": lambda s: s["tpot_s"]["p90"],
     "ttft_p50_s": lambda s: s["ttft_s"]["p50"],
+    "ttft_p90_s": lambda s: s["ttft_s"]["p90"],
     "latency_p50_s": lambda s: s["latency_s"]["p50"],
 }
 
@@ -36,9 +38,16 @@ def sharing_overhead(result: dict, profile: Profile) -> float:
     return sharing["tpot_batch1_s"] / (sharing["servers"] * profile.decode_step_s(1, 0))
 
 
-def predict(
-    result: dict, mode: str, profile: Profile, kv_capacity_tokens: int = 4096, overhead: float = 1.0
-) -> dict:
+def simulate(
+    result: dict,
+    mode: str,
+    profile: Profile,
+    kv_capacity_tokens: int = 4096,
+    overhead: float = 1.0,
+    first_token: dict | None = None,
+) -> tuple[dict, Simulator]:
+    """The run's requests through a simulated cluster of its shape: the summary, and the simulator
+    (its per-request stages). `first_token`: ClusterShape's first-token costs (sim.ttft)."""
     workload = msgspec.convert(result["workload"], WorkloadConfig)
     run = result[mode]
     at = {r.index: r.at_s for r in plan(workload)}
@@ -56,11 +65,18 @@ def predict(
         decode_cores=1,
         decode_core_overhead=overhead,
         decode_idle_spin=True,  # SGLang's schedulers poll while idle (no --sleep-on-idle here)
+        **(first_token or {}),
     )
     closed = workload.concurrency if workload.arrival == "closed" else None
     sim = Simulator(shape, profile, profile, closed_concurrency=closed, client_cap=workload.concurrency)
     records, wall = sim.run(reqs)
-    return summary.summarize(records, wall, shape.decode_worker_count, shape.worker_count)
+    return summary.summarize(records, wall, shape.decode_worker_count, shape.worker_count), sim
+
+
+def predict(
+    result: dict, mode: str, profile: Profile, kv_capacity_tokens: int = 4096, overhead: float = 1.0
+) -> dict:
+    return simulate(result, mode, profile, kv_capacity_tokens, overhead)[0]
 
 
 def calibrations(result: dict, other: dict | None = None, other_name: str = "") -> dict[str, Profile]:
@@ -81,6 +97,12 @@ def validate(result: dict, other: dict | None = None, other_name: str = "") -> d
     out: dict = {"decode_core_overhead": overhead, "calibrations": {}}
     for name, profile in calibrations(result, other, other_name).items():
         out["calibrations"][name] = _against(result, profile, overhead)
+    if other is not None and all(
+        r[m].get("ttft_stage_rows") for r in (result, other) for m in ("sun", "conventional")
+    ):
+        from sun_sglang.sim import ttft
+
+        out["first_token"] = ttft.validation(result, other, other_name)
     return out
 
 

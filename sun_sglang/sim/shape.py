@@ -1,0 +1,51 @@
+"""What the simulator is given: the requests, and the shape of the cluster they run on (pools,
+capacities, the costs outside the servers' steps, which workers share a core)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from router.pools import DecodePolicy
+
+
+class SimRequest(msgspec.Struct, frozen=True):
+    index: int
+    task: str
+    at_s: float  # arrival (open loop); ignored in a closed loop
+    prompt_tokens: int
+    output_tokens: int
+
+
+class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tasks: list[str]
+    mode: Literal["sun", "conventional"] = "sun"
+    prefill_per_task: int = 1
+    prefill_workers: dict[str, int] = {}  # per-task counts, overriding prefill_per_task
+    decode_workers: int = 1  # sun: the shared pool; conventional: per task
+    decode_policy: DecodePolicy = "least_load"
+    kv_capacity_tokens: int = 4096  # per decode worker
+    max_running: int = 256  # per decode worker (SGLang's max_running_requests)
+    prefill_budget_tokens: int = 8192  # tokens per prefill batch (chunked-prefill size)
+    transfer_s: float = 0.0  # fixed cost of moving one request's KV ...
+    transfer_s_per_token: float = 0.0  # ... plus this per prompt token
+    # First-token time outside the queues and steps (sim.ttft calibrates these on a CPU run):
+    handshake_s: float = 0.0  # decode's pre-allocation reaching the prefill server (the bootstrap)
+    handshake_waits_step: bool = False  # a busy decode server pre-allocates only between its steps
+    first_token_s: float = 0.0  # gateway, HTTP, tokenizer and detokenizer: added to every token's time
+    prefill_cores: int | None = None  # None: each worker its own device; else workers share N cores
+    decode_cores: int | None = None
+    decode_core_overhead: float = 1.0  # decode servers sharing a core: slowdown beyond 1/n
+    decode_idle_spin: bool = False  # decode servers sharing a core take their share even when idle
+
+    @property
+    def decode_worker_count(self) -> int:
+        return self.decode_workers * (len(self.tasks) if self.mode == "conventional" else 1)
+
+    def prefill_count(self, task: str) -> int:
+        return self.prefill_workers.get(task, self.prefill_per_task)
+
+    @property
+    def worker_count(self) -> int:
+        return self.decode_worker_count + sum(self.prefill_count(t) for t in self.tasks)
