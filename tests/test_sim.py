@@ -63,13 +63,31 @@ def test_first_token_waits_for_the_decode_step_twice_and_pays_the_fixed_costs() 
     (_, base), _ = Simulator(plain, p, p).run([first, late])
     # first admitted at 0.05 (steps end 0.15, 0.25, ...); late prefilled 0.17-0.22, taken in at 0.25
     assert base.ttft_s == pytest.approx(0.25 - 0.17)
-    timed = ClusterShape(tasks=["a"], handshake_s=0.01, handshake_waits_step=True, first_token_s=0.02)
+    timed = ClusterShape(tasks=["a"], handshake_s=0.01, prealloc_between_steps=True, first_token_s=0.02)
     (a, b), _ = Simulator(timed, p, p).run([first, late])
     assert a.ttft_s == pytest.approx(0.01 + prefill + 0.02)  # idle decode: the handshake, no wait
     # first admitted at 0.06 (steps end 0.16, 0.26, 0.36); late pre-allocated at 0.26, handshake to
     # 0.27, prefilled to 0.32, taken in at 0.36, streamed 0.02 later
     assert b.ttft_s == pytest.approx(0.36 + 0.02 - 0.17)
     assert b.latency_s - b.ttft_s == pytest.approx(3 * step)  # the fixed time moves every token alike
+
+
+def test_sglang_pd_admission_reserves_decode_tokens_per_request_before_prefill() -> None:
+    """With prealloc_between_steps, a decode server takes in requests while prompt + reserved KV +
+    reserved_decode_tokens per reserved request fit: here 3 of 5 (110 + 300 each; 1,000 tokens);
+    the others' prefill waits until one finishes."""
+    p = Profile([1, 4], [0.1, 0.1], [10, 1000], [0.05, 0.05])
+    shape = ClusterShape(
+        tasks=["a"], prealloc_between_steps=True, reserved_decode_tokens=300, kv_capacity_tokens=1000
+    )
+    sim = Simulator(shape, p, p)
+    records, _ = sim.run([SimRequest(i, "a", 0.0, 100, 10) for i in range(5)])
+    waited = sorted(h for h, _ in sim.stages.values())
+    assert waited[:3] == [0.0, 0.0, 0.0] and min(waited[3:]) > 0.5  # after a first one's 10 tokens
+    plain, _ = Simulator(ClusterShape(tasks=["a"], kv_capacity_tokens=1000), p, p).run(
+        [SimRequest(i, "a", 0.0, 100, 10) for i in range(5)]
+    )
+    assert max(r.ttft_s for r in records) > max(r.ttft_s for r in plain) + 0.5  # without it: all five fit
 
 
 def _requests(n: int, tasks: list[str], rate: float, seed: int = 0) -> list[SimRequest]:

@@ -28,6 +28,7 @@ from sun_sglang.launch.cluster import Cluster
 from sun_sglang.launch.config import CpuPins
 from sun_sglang.launch.plan import plan
 from sun_sglang.launch.roles import device_for
+from sun_sglang.machine import cpu_model
 
 
 def _lengths(text: str) -> Lengths:
@@ -46,7 +47,12 @@ def _versions() -> dict[str, str | None]:
 
 
 def _machine() -> dict:
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "machine": platform.machine()}
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+    }
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -45,15 +45,17 @@ def parse(log_text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def stages(prefill_logs: list[str], decode_logs: list[str], since: float = 0.0) -> dict[str, dict[str, float]]:
+def stages(
+    prefill_logs: list[str], decode_logs: list[str], since: float = 0.0
+) -> dict[str, dict[str, float]]:
     """rid -> stage -> seconds, for the requests both legs logged, entered at or after `since`."""
     prefill = {k: v for text in prefill_logs for k, v in parse(text).items()}
     decode = {k: v for text in decode_logs for k, v in parse(text).items()}
     out = {}
     for rid, d in decode.items():
         p = prefill.get(rid)
-        if p is None or d.get("entry_time", 0.0) < since:
-            continue
+        if p is None or d.get("entry_time", 0.0) < since or rid.startswith("HEALTH_CHECK"):
+            continue  # SGLang's own health probes go through both legs too
         legs = {"prefill": p, "decode": d}
         out[rid] = {stage: legs[leg][field] for stage, (leg, field) in STAGES.items() if field in legs[leg]}
         out[rid]["prompt_tokens"] = p["input_len"]

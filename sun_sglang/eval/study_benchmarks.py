@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -29,6 +27,7 @@ from sun_sglang import tasks
 from sun_sglang.eval import answer_budget, answers_offline
 from sun_sglang.eval.study_modules import Module, study_modules
 from sun_sglang.eval.study_qsun import Scheme
+from sun_sglang.machine import cpu_model
 from sun_sglang.models import prepare
 from sun_sglang.paths import home
 from sun_sglang.tasks import scoring
@@ -130,13 +129,6 @@ def made(module: Module, kept: Path) -> str:
         kept.mkdir(parents=True, exist_ok=True)
         (kept / f"train-{module.record_name}.json").write_text(json.dumps(record, indent=1) + "\n")
     return module.path
-
-
-def cpu_model() -> str:
-    """What the training ran on (its time depends on it): the CPU's model name and core count."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores"
 
 
 def training_seconds(kept: Path, mode: str) -> float | None:

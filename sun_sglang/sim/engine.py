@@ -50,7 +50,8 @@ class _Worker:
     queue: deque = field(default_factory=deque)  # _Job waiting (prefill queue / decode admission)
     running: list = field(default_factory=list)  # decode: _Job in the batch
     finishing: list = field(default_factory=list)  # decode: heap of (finish step, seq, _Job)
-    handshakes: list = field(default_factory=list)  # decode: _Job to pre-allocate after this step
+    prealloc: deque = field(default_factory=deque)  # decode: _Job waiting to be pre-allocated
+    active: int = 0  # decode: pre-allocated, not finished
     steps: int = 0
     context: int = 0  # decode: tokens in the running batch's KV
     reserved: int = 0  # decode: KV tokens reserved by running requests
@@ -136,10 +137,27 @@ class Simulator:
         job = _Job(req, decode_pool.choose(), prefill_pool.choose([req.index]).slot, self.now)
         prefill_pool.place(job.prefill, req.prompt_tokens)
         decode_pool.place(job.decode, req.prompt_tokens + req.output_tokens)
-        if self.shape.handshake_waits_step and job.decode.worker.busy:
-            job.decode.worker.handshakes.append(job)  # SGLang: the decode loop pre-allocates between steps
+        if self.shape.prealloc_between_steps:
+            job.decode.worker.prealloc.append(job)
+            if not job.decode.worker.busy:
+                self._preallocate(job.decode.worker)
         else:
             self._at(self.now + self.shape.handshake_s, self._to_prefill, job)
+
+    def _preallocate(self, worker: _Worker) -> None:
+        """SGLang's PD decode, between its steps: reserve each waiting request's KV in turn while it
+        fits (its prompt, the KV of those reserved before, and num_reserved_decode_tokens for each
+        of them), then the handshake lets its prefill start."""
+        shape = self.shape
+        while worker.prealloc:
+            req = worker.prealloc[0].req
+            taken = worker.reserved + shape.reserved_decode_tokens * worker.active
+            if worker.active and taken + req.prompt_tokens > shape.kv_capacity_tokens:
+                break
+            job = worker.prealloc.popleft()
+            worker.active += 1
+            worker.reserved += req.prompt_tokens + req.output_tokens
+            self._at(self.now + shape.handshake_s, self._to_prefill, job)
 
     def _to_prefill(self, job: _Job) -> None:
         """The handshake done: the prefill server may run the request (SGLang's bootstrap queue)."""
@@ -197,7 +215,9 @@ class Simulator:
         while worker.queue and len(worker.running) < shape.max_running:
             req = worker.queue[0].req
             need = req.prompt_tokens + req.output_tokens
-            if worker.running and worker.reserved + need > shape.kv_capacity_tokens:
+            if shape.prealloc_between_steps:
+                need = 0  # reserved when pre-allocated
+            elif worker.running and worker.reserved + need > shape.kv_capacity_tokens:
                 break
             job = worker.queue.popleft()
             worker.reserved += need
@@ -215,9 +235,6 @@ class Simulator:
 
     def _stepped(self, worker: _Worker) -> None:
         worker.steps += 1
-        for job in worker.handshakes:
-            self._at(self.now + self.shape.handshake_s, self._to_prefill, job)
-        worker.handshakes.clear()
         worker.context += len(worker.running)
         done = []
         while worker.finishing and worker.finishing[0][0] <= worker.steps:
@@ -227,11 +244,14 @@ class Simulator:
             worker.running = [j for j in worker.running if id(j) not in ended]
             for job in done:
                 self._finish(worker, job)
+        if self.shape.prealloc_between_steps:
+            self._preallocate(worker)
         self._kick_decode(worker)
 
     def _finish(self, worker: _Worker, job: _Job) -> None:
         req = job.req
         worker.reserved -= req.prompt_tokens + req.output_tokens
+        worker.active -= 1 if self.shape.prealloc_between_steps else 0
         worker.context -= req.prompt_tokens + 1 + (worker.steps - job.joined_step)
         self.decode[req.task].release(job.decode, req.prompt_tokens + req.output_tokens)
         self.records.append(

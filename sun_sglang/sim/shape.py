@@ -31,8 +31,12 @@ class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     transfer_s: float = 0.0  # fixed cost of moving one request's KV ...
     transfer_s_per_token: float = 0.0  # ... plus this per prompt token
     # First-token time outside the queues and steps (sim.ttft calibrates these on a CPU run):
+    # SGLang's PD admission: the decode server reserves a request's KV between its steps, FIFO,
+    # while prompt + reserved KV + reserved_decode_tokens per reserved request fit; only then may the
+    # prefill start. Off: the KV is reserved when it arrives (prompt + output within capacity).
+    prealloc_between_steps: bool = False
+    reserved_decode_tokens: int = 0  # SGLang's num_reserved_decode_tokens (512 by default)
     handshake_s: float = 0.0  # decode's pre-allocation reaching the prefill server (the bootstrap)
-    handshake_waits_step: bool = False  # a busy decode server pre-allocates only between its steps
     first_token_s: float = 0.0  # gateway, HTTP, tokenizer and detokenizer: added to every token's time
     prefill_cores: int | None = None  # None: each worker its own device; else workers share N cores
     decode_cores: int | None = None

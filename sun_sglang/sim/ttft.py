@@ -10,7 +10,8 @@ What makes up TTFT in SGLang's PD (bench.time_stats measures each stage on the s
 - outside the servers' stages: the gateway, HTTP, tokenizer and detokenizer (a fixed time).
 
 The simulator models the waits for the steps and the prefill queue; the fixed parts are fitted on
-the calibration run, each so that the simulated stage's median matches the measured one (the
+the calibration run, each so that the simulated stage's mean matches the measured one (means: a fixed cost
+shifts them one for one) (the
 handshake, the wait for the KV, and what lies outside both), and the prefill cost is a straight
 line through that run's forward durations by prompt length."""
 
@@ -35,7 +36,6 @@ class FirstTokenCosts(msgspec.Struct, frozen=True):
     def shape_fields(self) -> dict:
         return {
             "handshake_s": self.handshake_s,
-            "handshake_waits_step": True,
             "transfer_s": self.transfer_s,
             "first_token_s": self.first_token_s,
         }
@@ -59,9 +59,9 @@ def prefill_line(rows: list[dict]) -> tuple[list[float], list[float]]:
 
 
 def _measured(rows: list[dict]) -> tuple[float, float]:
-    """Medians of the handshake (with the allocation) and of the wait for the KV (with the pick-up)."""
-    handshake = statistics.median(r["handshake"] + r.get("alloc_wait", 0.0) for r in rows)
-    kv = statistics.median(r["kv_wait"] + r.get("pickup", 0.0) for r in rows)
+    """Means of the handshake (with the allocation) and of the wait for the KV (with the pick-up)."""
+    handshake = statistics.fmean(r["handshake"] + r.get("alloc_wait", 0.0) for r in rows)
+    kv = statistics.fmean(r["kv_wait"] + r.get("pickup", 0.0) for r in rows)
     return handshake, kv
 
 
@@ -83,8 +83,8 @@ def calibrate(
         _, sim = simulate(
             result, mode, costs.profile(steps), overhead=overhead, first_token=costs.shape_fields()
         )
-        sim_handshake = statistics.median(h for h, _ in sim.stages.values())
-        sim_kv = statistics.median(k for _, k in sim.stages.values())
+        sim_handshake = statistics.fmean(h for h, _ in sim.stages.values())
+        sim_kv = statistics.fmean(k for _, k in sim.stages.values())
         costs = msgspec.structs.replace(
             costs,
             handshake_s=max(0.0, costs.handshake_s + handshake - sim_handshake),
@@ -94,13 +94,13 @@ def calibrate(
 
 
 def predict(result: dict, mode: str, steps: Profile, overhead: float, costs: FirstTokenCosts) -> dict:
-    """The run's summary as the simulator predicts it with `costs` (and its stages' medians)."""
+    """The run's summary as the simulator predicts it with `costs` (and its stages' means)."""
     summary, sim = simulate(
         result, mode, costs.profile(steps), overhead=overhead, first_token=costs.shape_fields()
     )
-    summary["stages_p50"] = {
-        "handshake": statistics.median(h for h, _ in sim.stages.values()),
-        "kv_wait": statistics.median(k for _, k in sim.stages.values()),
+    summary["stages_mean"] = {
+        "handshake": statistics.fmean(h for h, _ in sim.stages.values()),
+        "kv_wait": statistics.fmean(k for _, k in sim.stages.values()),
     }
     return summary
 
@@ -108,7 +108,7 @@ def predict(result: dict, mode: str, steps: Profile, overhead: float, costs: Fir
 def validation(result: dict, other: dict, other_name: str, this_name: str = "this run") -> dict:
     """Per mode: costs calibrated on `other` (its logged decode steps and request time stats),
     predicting `result` (out of sample) and `other` itself (in sample): TTFT p50 / p90 and the
-    stages' medians, measured against predicted."""
+    stages' means, measured against predicted."""
     from sun_sglang.bench.step_log import step_profile
     from sun_sglang.sim.validate import sharing_overhead
 
@@ -127,8 +127,8 @@ def validation(result: dict, other: dict, other_name: str, this_name: str = "thi
             rows[label] = {
                 "ttft_p50_s": _pair(measured["p50"], got["ttft_s"]["p50"]),
                 "ttft_p90_s": _pair(measured["p90"], got["ttft_s"]["p90"]),
-                "handshake_p50_s": _pair(handshake, got["stages_p50"]["handshake"]),
-                "kv_wait_p50_s": _pair(kv, got["stages_p50"]["kv_wait"]),
+                "handshake_mean_s": _pair(handshake, got["stages_mean"]["handshake"]),
+                "kv_wait_mean_s": _pair(kv, got["stages_mean"]["kv_wait"]),
             }
         out["modes"][mode] = rows
     return out

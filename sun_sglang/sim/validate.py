@@ -19,6 +19,8 @@ from sun_sglang.sim.costs import Profile
 from sun_sglang.sim.engine import Simulator
 from sun_sglang.sim.shape import ClusterShape, SimRequest
 
+SGLANG_PD_ADMISSION = {"prealloc_between_steps": True, "reserved_decode_tokens": 512}  # SGLang's defaults
+
 FIGURES = {
     "req_s": lambda s: s["req_s"],
     "output_tok_s": lambda s: s["output_tok_s"],
@@ -65,7 +67,7 @@ def simulate(
         decode_cores=1,
         decode_core_overhead=overhead,
         decode_idle_spin=True,  # SGLang's schedulers poll while idle (no --sleep-on-idle here)
-        **(first_token or {}),
+        **{**SGLANG_PD_ADMISSION, **(first_token or {})},
     )
     closed = workload.concurrency if workload.arrival == "closed" else None
     sim = Simulator(shape, profile, profile, closed_concurrency=closed, client_cap=workload.concurrency)
