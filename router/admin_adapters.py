@@ -67,6 +67,10 @@ def add_adapter_routes(
     async def load(request: web.Request) -> web.Response:
         authorize(request)
         req: LoadAdapter = await body(request, LoadAdapter)
+        if gw.config.decode_adapters:
+            raise ApiError(
+                409, "the decode servers hold the adapters too (multi-LoRA PD): list them in the cluster file"
+            )
         if not TASK_NAME.match(req.task):
             raise ApiError(400, f"task name {req.task!r}: use letters, digits, '_', '.', '-'", param="task")
         pool = gw.shared_prefill.get(req.pool)

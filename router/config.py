@@ -34,6 +34,7 @@ class TaskRoute(msgspec.Struct, frozen=True):
     prefill: list[PrefillWorker] = []  # the task's own prefill servers, or:
     pool: str | None = None  # a shared multi-LoRA prefill pool (GatewayConfig.prefill_pools) ...
     adapter: str | None = None  # ... and the adapter's name there; sent on the prefill leg only
+    # (on both legs where GatewayConfig.decode_adapters)
     decode: list[str] | None = None  # the task's own decode pool (conventional mode); else shared
     tool_call_parser: str | None = None  # SGLang's parser of this model's tool calls (e.g. qwen25)
     reasoning_parser: str | None = None  # SGLang's parser of its thinking (e.g. qwen3, deepseek-r1)
@@ -61,6 +62,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prefill_policy: PrefillPolicy = "cache_aware"
     prefill_balance: CacheAwareConfig = CacheAwareConfig()  # when a prefix or session holder keeps one
     decode_policy: DecodePolicy = "least_load"
+    # The baseline multi-LoRA PD (launch mode multi_lora): the decode servers hold the adapters too,
+    # and each request names its adapter on the decode leg as well. SUN's decode servers hold none.
+    decode_adapters: bool = False
     max_body_bytes: int = 4 * 1024 * 1024
     max_prompt_tokens: int | None = None  # longer prompts get a 400 before any server sees them
     max_concurrency: int = 256  # requests in flight; past it a 429

@@ -205,7 +205,8 @@ class Gateway:
             try:
                 async with self.pair(job, params) as pair:
                     body, rid, adapter = self._leg(job, pair, params)
-                    out = await generate(self.clients, pair, body, rid, timeouts, adapter)
+                    on_decode = adapter if self.config.decode_adapters else None
+                    out = await generate(self.clients, pair, body, rid, timeouts, adapter, on_decode)
                     meta = out.get("meta_info", {})
                     trace.record_meta(meta)
                 break
@@ -239,7 +240,8 @@ class Gateway:
             try:
                 async with self.pair(job, params) as pair:
                     body, rid, adapter = self._leg(job, pair, params)
-                    chunks = generate_stream(self.clients, pair, body, rid, timeouts, adapter)
+                    on_decode = adapter if self.config.decode_adapters else None
+                    chunks = generate_stream(self.clients, pair, body, rid, timeouts, adapter, on_decode)
                     try:
                         async for chunk in chunks:
                             pair.progressed()

@@ -81,8 +81,8 @@ def _streamed(body: bytes) -> bytes:
 
 
 def with_adapter(body: bytes, adapter: str | None) -> bytes:
-    """The prefill leg's body for a LoRA task: the adapter is named there only. The decode servers
-    run the plain base; naming it there gets a 400 from SGLang."""
+    """A leg's body for a LoRA task. SUN names the adapter on the prefill leg only: its decode
+    servers run the plain base (naming it there gets a 400 from SGLang); multi-LoRA PD on both."""
     return body if adapter is None else body[:-1] + b',"lora_path":' + msgspec.json.encode(adapter) + b"}"
 
 
@@ -214,6 +214,7 @@ async def generate(
     rid: str,
     timeouts: LegTimeouts,
     adapter: str | None = None,
+    decode_adapter: str | None = None,
 ) -> dict[str, Any]:
     """One disaggregated request; the decode server's JSON answer."""
     prefill, decode_url = pair.prefill, pair.decode
@@ -221,7 +222,8 @@ async def generate(
     decode_done = False
     try:
         async with asyncio.timeout(timeouts.answer_s):
-            answer = await _unless_failed(_post_read(clients.legs, decode_url, body), prefill_leg)
+            decode_body = with_adapter(body, decode_adapter)
+            answer = await _unless_failed(_post_read(clients.legs, decode_url, decode_body), prefill_leg)
             decode_done = True
             lift()
             await prefill_leg
@@ -239,6 +241,7 @@ async def generate_stream(
     rid: str,
     timeouts: LegTimeouts,
     adapter: str | None = None,
+    decode_adapter: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """One disaggregated request, streamed: yields the decode server's chunks (cumulative text and
     output ids, meta_info). Closing the iterator early (client gone) aborts both legs."""
@@ -250,7 +253,8 @@ async def generate_stream(
     budget, what = timeouts.first_token_s, "the first token"
     try:
         async with asyncio.timeout(budget):
-            resp = await _unless_failed(_post(clients.legs, decode_url, _streamed(body)), prefill_leg)
+            decode_body = _streamed(with_adapter(body, decode_adapter))
+            resp = await _unless_failed(_post(clients.legs, decode_url, decode_body), prefill_leg)
             await _raise_for_status(decode_url, resp)
         lines = resp.lines()
         while True:

@@ -28,13 +28,17 @@ def url_of(server: TestServer) -> str:
 
 
 @asynccontextmanager
-async def lora_gateway(base: Path, adapters: list[str]) -> AsyncIterator[tuple]:
+async def lora_gateway(
+    base: Path, adapters: list[str], decode_adapters: bool = False
+) -> AsyncIterator[tuple]:
     """One multi-LoRA prefill stub (pool "lora") holding `adapters`, one full-copy task "full" on
-    its own prefill stub, one shared decode stub."""
+    its own prefill stub, one shared decode stub (multi-LoRA PD: `decode_adapters`)."""
     info = {"model_path": str(base), "max_lora_rank": 8, "lora_target_modules": ["all"]}
     pool = StubState("prefill", info=info, loras=set(adapters))
     own = StubState("prefill", info={"model_path": str(base)})
-    decode = StubState("decode", info={"model_path": str(base)})
+    decode = StubState(
+        "decode", info={"model_path": str(base)}, loras=set(adapters) if decode_adapters else None
+    )
     own.rooms_done = pool.rooms_done  # the decode stub sees "KV" from either prefill stub
     decode.peer = pool
     async with (
@@ -50,6 +54,7 @@ async def lora_gateway(base: Path, adapters: list[str]) -> AsyncIterator[tuple]:
             prefill_pools={"lora": [PrefillWorker(url_of(p_srv), 9999)]},
             admin_token="admin-secret",
             health_interval_s=0.0,
+            decode_adapters=decode_adapters,
         )
         async with TestServer(build_app(config)) as gw, aiohttp.ClientSession() as client:
             yield url_of(gw), client, {"pool": pool, "own": own, "decode": decode}
@@ -78,6 +83,29 @@ def test_adapter_goes_on_the_prefill_leg_only(tiny_base: Path) -> None:
             async with client.get(f"{url}/metrics") as resp:  # the shared pool is one pool, listed once
                 text = await resp.text()
             assert text.count('pool="prefill-pool:lora"') >= 1 and 'pool="prefill:math"' not in text
+
+    run(body())
+
+
+def test_multi_lora_pd_names_the_adapter_on_both_legs_and_loads_none_at_run_time(
+    tiny_base: Path, tiny_adapters: list[Path]
+) -> None:
+    """The baseline (launch mode multi_lora): the decode servers run each request's adapter too."""
+
+    async def body() -> None:
+        async with lora_gateway(tiny_base, ["math", "code"], decode_adapters=True) as (url, client, stubs):
+            for model, stream in (("math", False), ("code", True), ("full", False)):
+                async with client.post(
+                    f"{url}/v1/chat/completions", json={**chat(model), "stream": stream}
+                ) as resp:
+                    assert resp.status == 200, await resp.text()
+                    await resp.read()
+            assert [r.get("lora_path") for r in stubs["pool"].requests] == ["math", "code"]
+            assert [r.get("lora_path") for r in stubs["decode"].requests] == ["math", "code", None]
+            load = {"task": "poetry", "pool": "lora", "path": str(tiny_adapters[0])}
+            async with client.post(f"{url}/admin/adapters", json=load, headers=ADMIN) as resp:
+                assert resp.status == 409 and "cluster file" in await resp.text()
+            assert stubs["pool"].loras == {"math", "code"}
 
     run(body())
 

@@ -156,6 +156,46 @@ tasks:
     assert cluster.gateway.tasks["math"].decode == [s.url for s in decode if "math" in s.name]
 
 
+def test_multi_lora_plan_gives_the_decode_servers_every_adapter(
+    tmp_path: Path, tiny_base: Path, tiny_adapters: list[Path]
+) -> None:
+    a, b = tiny_adapters
+    text = f"""
+base: {tiny_base}
+mode: multi_lora
+decode: {{replicas: 2, max_loras_per_batch: 2}}
+prefill_pools: {{one: {{max_lora_rank: 8}}, two: {{max_lora_rank: 16}}}}
+tasks:
+  math: {{adapter: {a}, pool: one}}
+  code: {{adapter: {b}, pool: two}}
+"""
+    cluster = plan(cluster_config.load(_write(tmp_path, text)), "cpu")
+    decode = [s for s in cluster.servers if s.role == "decode"]
+    assert len(decode) == 2 and cluster.gateway.decode_adapters
+    for spec in decode:
+        argv = spec.argv()
+        assert "--enable-lora" in argv and _flag(argv, "--max-loras-per-batch") == "2"
+        assert _flag(argv, "--max-lora-rank") == "16"
+        paths = argv[argv.index("--lora-paths") + 1 : argv.index("--lora-paths") + 3]
+        assert paths == [f"math={a}", f"code={b}"]
+    sun = plan(cluster_config.load(_write(tmp_path, text.replace("multi_lora", "sun"))), "cpu")
+    assert not sun.gateway.decode_adapters
+    assert all("--enable-lora" not in s.argv() for s in sun.servers if s.role == "decode")
+
+
+def test_multi_lora_takes_adapter_tasks_only(
+    tmp_path: Path, tiny_base: Path, tiny_adapters: list[Path]
+) -> None:
+    pools = "prefill_pools: {one: {}}\n"
+    full = f"base: {tiny_base}\nmode: multi_lora\ntasks: {{a: {{model_path: {tiny_base}}}}}\n"
+    with pytest.raises(ValueError, match="multi_lora serves adapter tasks only"):
+        cluster_config.load(_write(tmp_path, full))
+    task = f"tasks: {{a: {{adapter: {tiny_adapters[0]}, pool: one}}}}\n"
+    conv = f"base: {tiny_base}\nmode: conventional\n{pools}{task}"
+    with pytest.raises(ValueError, match="need mode sun or multi_lora"):
+        cluster_config.load(_write(tmp_path, conv))
+
+
 def test_a_cluster_whose_ports_are_taken_is_refused_before_anything_starts(
     tmp_path: Path, tiny_base: Path
 ) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sun_sglang.sim.costs import GPUS, MODELS, Roofline
+from sun_sglang.sim.engine import Simulator
 from sun_sglang.sim.lora import LoraDecodeCost
+from sun_sglang.sim.shape import ClusterShape, SimRequest
 
 BASE = Roofline(GPUS["H100"], MODELS["Llama-3.1-8B"])
 
@@ -25,3 +27,37 @@ def test_one_adapter_costs_the_fixed_fraction_and_more_adapters_cost_more() -> N
 def test_more_adapters_than_a_batch_holds_are_refused() -> None:
     with pytest.raises(ValueError, match="at most 8"):
         LoraDecodeCost(BASE).decode_step_s(16, 16_000, adapters=9)
+
+
+def test_an_adapters_weights_and_when_reading_them_is_the_longer_part() -> None:
+    # Llama-3.1-8B, rank 16, 7 projections: 16 x (2(4096+4096) + 2(4096+1024) + 3(4096+14336)) x 32
+    assert LoraDecodeCost(BASE).adapter_bytes() == 2 * 16 * 81_920 * 32
+    small, big = LoraDecodeCost(BASE), LoraDecodeCost(BASE, rank=256)
+    assert small.lora_s(8) == pytest.approx(7 * 32 * 7 * 1.25e-6)  # the kernels
+    assert big.lora_s(8) == pytest.approx(8 * big.adapter_bytes() / 3.35e12)  # the weights (H100)
+
+
+def _run(mode: str, tasks: int, cost: object, max_running: int = 64) -> tuple[list, Simulator]:
+    names = [f"t{k}" for k in range(tasks)]
+    reqs = [SimRequest(i, names[i % tasks], 0.0, 100, 20) for i in range(32)]
+    shape = ClusterShape(tasks=names, mode=mode, shared_prefill_workers=1, max_running=max_running)  # type: ignore[arg-type]
+    sim = Simulator(shape, BASE, cost)  # type: ignore[arg-type]
+    return sim.run(reqs)[0], sim
+
+
+def test_multi_lora_decode_runs_at_most_max_adapters_at_once_and_slower_than_sun() -> None:
+    lora = LoraDecodeCost(BASE, max_adapters=4)
+    records, sim = _run("multi_lora", 16, lora)  # a step with 5 adapters would raise
+    assert len(records) == 32 and all(r.output_tokens == 20 for r in records)
+    sun, _ = _run("sun", 16, BASE)
+    tpot = [r.tpot_s for r in records]
+    assert min(tpot) > max(r.tpot_s for r in sun)  # every step pays for the adapters
+    # 16 tasks, 4 adapters a batch: the requests of the other 12 wait for a batch's adapters to finish
+    assert max(r.ttft_s for r in records) > 3 * max(r.ttft_s for r in sun)
+
+
+def test_multi_lora_needs_the_lora_cost_and_sun_refuses_it() -> None:
+    with pytest.raises(ValueError, match="LoraDecodeCost"):
+        _run("multi_lora", 2, BASE)
+    with pytest.raises(ValueError, match="LoraDecodeCost"):
+        _run("sun", 2, LoraDecodeCost(BASE))

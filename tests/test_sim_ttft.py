@@ -49,7 +49,9 @@ def _measured_run(seed: int, rate: float) -> dict:
             }
             for i, (h, k) in sim.stages.items()
         ]
-        result[mode].update(summary=summary, ttft_stage_rows=rows)
+        ttfts = {r.index: r.ttft_s for r in sim.records}
+        timed = [{**r, "ttft_s": ttfts[r["index"]]} for r in records]
+        result[mode].update(summary=summary, ttft_stage_rows=rows, records=timed)
     return result
 
 

@@ -97,8 +97,15 @@ def study_task(task: str, seed: int, base: str, work: Path, args: argparse.Names
     train_set, test = tasks.train_test(task, seed, args.n_test[task])
     modules = study_modules(task, seed, base, work, args, schemes)
     kept = args.results / task / f"seed{seed}"
-    budget = answer_budget(AutoTokenizer.from_pretrained(base), test)  # every module: the base's tokenizer
     wanted = set(args.only.split(",")) if args.only else None
+    made: dict[str, str] = {}  # module name -> its path, once made in this run
+    budget: list[int] = []  # the answer budget, once some answer is wanted
+
+    def path(name: str) -> str:
+        if name not in made:
+            made[name] = make(modules[name], kept)
+        return made[name]
+
     correct: dict[str, list[bool]] = {}
     for name, (prefill, decode) in configurations(schemes).items():
         p, d = modules[prefill], modules[decode]
@@ -106,7 +113,9 @@ def study_task(task: str, seed: int, base: str, work: Path, args: argparse.Names
         file = kept / f"{name.replace(' ', '_')}.jsonl"
         texts = kept_answers(file, key)
         if len(texts) < len(test) and (wanted is None or name in wanted):
-            texts = answers(file, key, made(p, kept), made(d, kept), test, args, budget)
+            # every module answers within the base's tokenizer's budget
+            budget = budget or [answer_budget(AutoTokenizer.from_pretrained(base), test)]
+            texts = answers(file, key, path(prefill), path(decode), test, args, budget[0])
         if len(texts) == len(test):
             correct[name] = scoring.correct(texts, test)
             print(f"{task} seed {seed}: {name} {sum(correct[name]) / len(test):.3f}", flush=True)
@@ -120,7 +129,7 @@ def study_task(task: str, seed: int, base: str, work: Path, args: argparse.Names
     }
 
 
-def made(module: Module, kept: Path) -> str:
+def make(module: Module, kept: Path) -> str:
     """The module's path, once it is there (trained or quantized now if not); a training record is
     kept beside the answers (what the page's times come from)."""
     record = module.build()

@@ -27,7 +27,12 @@ class Module:
 
 def trained(config: TrainConfig, name: str, before: Callable[[], object] = lambda: None) -> Module:
     key = {k: v for k, v in settings(msgspec.to_builtins(config)).items() if k != "out"}
-    return Module(config.out, key, lambda: (before(), train(config))[1], name)
+
+    def build() -> dict:
+        before()  # what the training needs made first (a quantized decoder)
+        return train(config)
+
+    return Module(config.out, key, build, name)
 
 
 def study_modules(

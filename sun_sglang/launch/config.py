@@ -48,6 +48,7 @@ class PrefillPoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 class DecodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     replicas: int = 1
     host: Placement = None
+    max_loras_per_batch: int = 8  # mode multi_lora: adapters in one decode batch
 
 
 class RouterSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -78,7 +79,9 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prefill_pools: dict[str, PrefillPoolConfig] = {}  # multi-LoRA prefill pools, by name
     # sun: one decode pool of decode.replicas base servers shared by every task.
     # conventional (baseline): decode.replicas decode servers per task, holding the task's model.
-    mode: Literal["sun", "conventional"] = "sun"
+    # multi_lora (baseline, adapter tasks only): the shared decode servers hold every adapter too and
+    # decode each request with its own (SGLang multi-LoRA batches): multi-LoRA PD, not SUN.
+    mode: Literal["sun", "conventional", "multi_lora"] = "sun"
     transfer_backend: Backend = "mooncake_tcp"
     decode: DecodeConfig = DecodeConfig()
     router: RouterSection = RouterSection()
@@ -119,17 +122,19 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     raise ValueError(
                         f"task {name!r}: an adapter needs pool: one of {sorted(self.prefill_pools)}"
                     )
-                if self.mode != "sun":
+                if self.mode == "conventional":
                     raise ValueError(
-                        f"task {name!r}: adapter tasks need mode sun (the decode pool is the base)"
+                        f"task {name!r}: adapter tasks need mode sun or multi_lora (a shared decode pool)"
                     )
+            elif self.mode == "multi_lora":
+                raise ValueError(f"task {name!r}: mode multi_lora serves adapter tasks only")
             elif task.pool is not None:
                 raise ValueError(f"task {name!r}: a full-copy task has its own servers, not a pool")
         for name, pool in self.prefill_pools.items():
             if not TASK_NAME.match(name) or pool.replicas < 1 or pool.max_lora_rank < 1:
                 raise ValueError(f"prefill pool {name!r}: a plain name, replicas >= 1, max_lora_rank >= 1")
-        if self.decode.replicas < 1:
-            raise ValueError("decode.replicas must be at least 1")
+        if self.decode.replicas < 1 or self.decode.max_loras_per_batch < 1:
+            raise ValueError("decode.replicas and decode.max_loras_per_batch must be at least 1")
         self._check_placement()
         self._check_ports()
         self._check_key()

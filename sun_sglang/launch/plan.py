@@ -106,27 +106,37 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
         assert spec.bootstrap_port is not None
         return PrefillWorker(spec.url, spec.bootstrap_port, cache_tokens=config.kv_tokens(device))
 
-    n_decode = config.decode.replicas
-    conventional = config.mode == "conventional"
-    where_decode = config.decode.host
-    shared = (
-        []
-        if conventional
-        else [server("decode", f"decode-{i}", base, where_decode, i).url for i in range(n_decode)]
-    )
-    routes: dict[str, TaskRoute] = {}
-    pool_workers = {}
-    for pool_name, pool in config.prefill_pools.items():
-        adapters = {
+    pool_adapters = {
+        pool_name: {
             task: resolve_model(t.adapter)
             for task, t in config.tasks.items()
             if t.adapter and t.pool == pool_name
         }
-        for task, adapter in adapters.items():
+        for pool_name in config.prefill_pools
+    }
+    for pool_name, pool in config.prefill_pools.items():
+        for task, adapter in pool_adapters[pool_name].items():
             try:
                 compat.check_adapter(adapter, base, pool.max_lora_rank, pool.target_modules)
             except compat.IncompatibleCheckpoint as err:
                 raise compat.IncompatibleCheckpoint(f"task {task!r}: {err}") from err
+    n_decode = config.decode.replicas
+    conventional = config.mode == "conventional"
+    where_decode = config.decode.host
+    decode_lora = _decode_lora(config, pool_adapters) if config.mode == "multi_lora" else None
+    shared = (
+        []
+        if conventional
+        else [
+            server("decode", f"decode-{i}", base, where_decode, i, lora=decode_lora).url
+            for i in range(n_decode)
+        ]
+    )
+    routes: dict[str, TaskRoute] = {}
+    pool_workers = {}
+    for pool_name, pool in config.prefill_pools.items():
+        adapters = pool_adapters[pool_name]
+        for task in adapters:
             spec = config.tasks[task]
             routes[task] = TaskRoute(
                 model_path=base,
@@ -185,6 +195,7 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
         prefill_policy=config.router.prefill_policy,
         prefill_balance=config.router.prefill_balance,
         server_api_key=config.cluster_key,
+        decode_adapters=config.mode == "multi_lora",
     )
     return ClusterPlan(
         servers=servers,
@@ -192,4 +203,14 @@ def plan(config: ClusterConfig, device: Device, interfaces: dict[str, str] | Non
         gateway_cpus=config.cpus.gateway,
         gateway_host=config.router.host if router_host else None,
         gateway_address=router_host.address if router_host else config.router.host,
+    )
+
+
+def _decode_lora(config: ClusterConfig, pool_adapters: dict[str, dict[str, str]]) -> LoraServing:
+    """Mode multi_lora: every decode server holds every pool's adapters, within the pools' limits."""
+    pools = config.prefill_pools.values()
+    modules = tuple(dict.fromkeys(m for p in pools for m in p.target_modules))
+    adapters = {task: path for each in pool_adapters.values() for task, path in each.items()}
+    return LoraServing(
+        adapters, max(p.max_lora_rank for p in pools), modules, config.decode.max_loras_per_batch, None
     )

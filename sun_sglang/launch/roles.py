@@ -78,7 +78,8 @@ class ServeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LoraServing(msgspec.Struct, frozen=True):
-    """A multi-LoRA prefill server: the adapters it starts with and its limits."""
+    """A multi-LoRA server (a prefill pool's; mode multi_lora: a decode server's too): the
+    adapters it starts with and its limits."""
 
     adapters: dict[str, str]  # name (the task) -> adapter folder
     max_rank: int
@@ -109,7 +110,7 @@ class ServerSpec(msgspec.Struct, frozen=True):
     options: ServeOptions
     bootstrap_port: int | None = None  # prefill only
     served_model_name: str | None = None
-    lora: LoraServing | None = None  # prefill only: a multi-LoRA prefill server
+    lora: LoraServing | None = None  # a multi-LoRA server (decode: mode multi_lora only)
     host_name: str | None = None  # where it runs (the cluster file's hosts:); None: this machine
     # torch.distributed's TCPStore (SGLang's --nccl-port): listens on every interface, so it is
     # named rather than left to SGLang's random pick; only its own ranks (this host) connect.
@@ -164,8 +165,8 @@ class ServerSpec(msgspec.Struct, frozen=True):
         if self.role == "prefill":
             assert self.bootstrap_port is not None, "a prefill server needs a bootstrap port"
             argv += ["--disaggregation-bootstrap-port", str(self.bootstrap_port)]
-            if self.lora is not None:
-                argv += self.lora.argv(opts.device)
+        if self.lora is not None:
+            argv += self.lora.argv(opts.device)
         if opts.device == "cpu":
             argv += CPU_FLAGS
             if self.role == "decode":

@@ -1,5 +1,7 @@
-"""A discrete-event model of a disaggregated cluster: per-task prefill pools, and decode workers
-that are either one shared pool (SUN) or a pool per task (conventional).
+"""A discrete-event model of a disaggregated cluster: per-task prefill pools (or one multi-LoRA
+pool for every task), and decode workers that are either one shared pool (SUN; multi-LoRA PD,
+whose steps also run each request's adapter, at most max_adapters distinct ones per batch) or a
+pool per task (conventional).
 
 The gateway's own pools choose the workers (router.pools: the same policy functions and the same
 token weights: prompt on prefill, prompt + max new tokens on decode). A prefill worker runs FIFO
@@ -28,6 +30,7 @@ from router.pools import DecodePool, PrefillPool, Slot
 from sun_sglang.bench.loadgen import Record
 from sun_sglang.sim.cores import SharedCore
 from sun_sglang.sim.costs import StepCost
+from sun_sglang.sim.lora import LoraDecodeCost
 from sun_sglang.sim.shape import ClusterShape, SimRequest
 
 
@@ -55,6 +58,7 @@ class _Worker:
     steps: int = 0
     context: int = 0  # decode: tokens in the running batch's KV
     reserved: int = 0  # decode: KV tokens reserved by running requests
+    adapters: Counter = field(default_factory=Counter)  # decode, multi_lora: running requests per task
 
 
 class Simulator:
@@ -68,6 +72,9 @@ class Simulator:
         seed: int = 0,
     ) -> None:
         self.shape, self.prefill_cost, self.decode_cost = shape, prefill_cost, decode_cost
+        self.lora = decode_cost if isinstance(decode_cost, LoraDecodeCost) else None
+        if (shape.mode == "multi_lora") != (self.lora is not None):
+            raise ValueError("mode multi_lora, and only it, takes a LoraDecodeCost for decode")
         self.closed = closed_concurrency
         self.cap = client_cap
         self.events: list = []
@@ -88,11 +95,9 @@ class Simulator:
 
         n, m = itertools.count(), itertools.count()
 
-        def prefill_pool(task: str) -> PrefillPool:
+        def prefill_pool(name: str, count: int) -> PrefillPool:
             cores = shape.prefill_cores
-            workers = [
-                _Worker(f"p-{task}-{r}", core("p", next(n), cores)) for r in range(shape.prefill_count(task))
-            ]
+            workers = [_Worker(f"p-{name}-{r}", core("p", next(n), cores)) for r in range(count)]
             return PrefillPool(workers, how="least_load", seed=seed)
 
         def decode_pool(name: str) -> DecodePool:
@@ -102,9 +107,13 @@ class Simulator:
             ]
             return DecodePool(workers, how=shape.decode_policy, seed=seed)
 
-        self.prefill = {t: prefill_pool(t) for t in shape.tasks}
+        if shape.shared_prefill_workers:  # adapter tasks on multi-LoRA prefill servers
+            one = prefill_pool("shared", shape.shared_prefill_workers)
+            self.prefill = {t: one for t in shape.tasks}
+        else:
+            self.prefill = {t: prefill_pool(t, shape.prefill_count(t)) for t in shape.tasks}
 
-        if shape.mode == "sun":
+        if shape.mode != "conventional":
             shared = decode_pool("shared")
             self.decode = {t: shared for t in shape.tasks}
         else:
@@ -142,6 +151,7 @@ class Simulator:
             if not job.decode.worker.busy:
                 self._preallocate(job.decode.worker)
         else:
+            job.decode.worker.active += 1
             self._at(self.now + self.shape.handshake_s, self._to_prefill, job)
 
     def _preallocate(self, worker: _Worker) -> None:
@@ -212,8 +222,16 @@ class Simulator:
         if worker.busy:
             return
         shape = self.shape
+        held: deque[_Job] = deque()  # multi_lora: their adapter would exceed the batch's limit
         while worker.queue and len(worker.running) < shape.max_running:
             req = worker.queue[0].req
+            if (
+                self.lora
+                and req.task not in worker.adapters
+                and len(worker.adapters) >= self.lora.max_adapters
+            ):
+                held.append(worker.queue.popleft())  # SGLang skips it and takes the next that fits
+                continue
             need = req.prompt_tokens + req.output_tokens
             if shape.prealloc_between_steps:
                 need = 0  # reserved when pre-allocated
@@ -222,15 +240,21 @@ class Simulator:
             job = worker.queue.popleft()
             worker.reserved += need
             worker.context += req.prompt_tokens + 1
+            worker.adapters[req.task] += 1
             job.joined_step = worker.steps
             job.ttft_at = self.now + shape.first_token_s
             self.stages[job.req.index] = (job.handshake_done - job.sent, self.now - job.handshake_done)
             worker.running.append(job)
             last_step = worker.steps + max(1, req.output_tokens - 1)
             heapq.heappush(worker.finishing, (last_step, next(self.seq), job))
+        held.extend(worker.queue)
+        worker.queue = held
         if not worker.running:
             return
-        seconds = self.decode_cost.decode_step_s(len(worker.running), worker.context)
+        if self.lora:
+            seconds = self.lora.decode_step_s(len(worker.running), worker.context, len(worker.adapters))
+        else:
+            seconds = self.decode_cost.decode_step_s(len(worker.running), worker.context)
         self._work(worker, seconds, self._stepped, worker)
 
     def _stepped(self, worker: _Worker) -> None:
@@ -251,7 +275,10 @@ class Simulator:
     def _finish(self, worker: _Worker, job: _Job) -> None:
         req = job.req
         worker.reserved -= req.prompt_tokens + req.output_tokens
-        worker.active -= 1 if self.shape.prealloc_between_steps else 0
+        worker.active -= 1
+        worker.adapters[req.task] -= 1
+        if not worker.adapters[req.task]:
+            del worker.adapters[req.task]
         worker.context -= req.prompt_tokens + 1 + (worker.steps - job.joined_step)
         self.decode[req.task].release(job.decode, req.prompt_tokens + req.output_tokens)
         self.records.append(

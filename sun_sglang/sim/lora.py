@@ -3,7 +3,8 @@ mix adapters, SGLang's `--enable-lora`), for the simulator's multi-LoRA baseline
 servers run the plain base and pay none of it.
 
     step(batch, context, adapters) = base step x (1 + fixed_fraction)
-                                     + (adapters - 1) x layers x projections x per_adapter_s
+        + max((adapters - 1) x layers x projections x per_adapter_s,   (the kernels)
+              adapters x adapter weight bytes / memory bandwidth)        (the adapters' weights)
 
 Sources (figures as published; GPU and shapes differ from the simulated ones, so this is an
 estimate with its sources, not a measurement):
@@ -36,9 +37,19 @@ class LoraDecodeCost(msgspec.Struct, frozen=True):
     max_adapters: int = 8
     rank: int = 16
 
+    def adapter_bytes(self) -> float:
+        """One adapter's A and B matrices (bf16) on q, k, v, o, gate, up and down of every layer."""
+        m = self.base.model
+        q, kv = m.heads * m.head_dim, m.kv_heads * m.head_dim
+        ins_outs = (m.hidden + q) * 2 + (m.hidden + kv) * 2 + (m.hidden + m.intermediate) * 3
+        return 2.0 * self.rank * ins_outs * m.layers
+
     def lora_s(self, adapters: int) -> float:
-        """What the adapters add beyond the fixed fraction, for that many distinct ones in a batch."""
-        return max(0, adapters - 1) * self.base.model.layers * self.projections * self.per_adapter_s
+        """What the adapters add beyond the fixed fraction, for that many distinct ones in a batch:
+        the measured kernel growth, or reading their weights, whichever is longer."""
+        kernels = max(0, adapters - 1) * self.base.model.layers * self.projections * self.per_adapter_s
+        weights = adapters * self.adapter_bytes() / (self.base.gpu.mem_bw_gb_s * 1e9)
+        return max(kernels, weights) if adapters > 1 else 0.0
 
     def decode_step_s(self, batch: int, context_tokens: int, adapters: int = 1) -> float:
         if adapters > self.max_adapters:

@@ -20,10 +20,13 @@ class SimRequest(msgspec.Struct, frozen=True):
 
 class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tasks: list[str]
-    mode: Literal["sun", "conventional"] = "sun"
+    # sun: one shared decode pool of the base; conventional: a decode pool per task; multi_lora: one
+    # shared pool whose steps run each request's adapter (the decode cost is a sim.lora.LoraDecodeCost)
+    mode: Literal["sun", "conventional", "multi_lora"] = "sun"
     prefill_per_task: int = 1
     prefill_workers: dict[str, int] = {}  # per-task counts, overriding prefill_per_task
-    decode_workers: int = 1  # sun: the shared pool; conventional: per task
+    shared_prefill_workers: int = 0  # > 0: one prefill pool for every task (adapters on multi-LoRA servers)
+    decode_workers: int = 1  # sun, multi_lora: the shared pool; conventional: per task
     decode_policy: DecodePolicy = "least_load"
     kv_capacity_tokens: int = 4096  # per decode worker
     max_running: int = 256  # per decode worker (SGLang's max_running_requests)
@@ -51,5 +54,9 @@ class ClusterShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.prefill_workers.get(task, self.prefill_per_task)
 
     @property
+    def prefill_worker_count(self) -> int:
+        return self.shared_prefill_workers or sum(self.prefill_count(t) for t in self.tasks)
+
+    @property
     def worker_count(self) -> int:
-        return self.decode_worker_count + sum(self.prefill_count(t) for t in self.tasks)
+        return self.decode_worker_count + self.prefill_worker_count

@@ -9,10 +9,10 @@ What makes up TTFT in SGLang's PD (bench.time_stats measures each stage on the s
 - the transfer, then the decode server's pick-up, again between two of its steps;
 - outside the servers' stages: the gateway, HTTP, tokenizer and detokenizer (a fixed time).
 
-The simulator models the waits for the steps and the prefill queue; the fixed parts are fitted on
-the calibration run, each so that the simulated stage's mean matches the measured one (means: a fixed cost
-shifts them one for one) (the
-handshake, the wait for the KV, and what lies outside both), and the prefill cost is a straight
+The simulator models the waits for the steps and the prefill queue. The three fixed parts (the
+handshake, the KV's transfer and pick-up, what lies outside the servers) are fitted on the
+calibration run so that the simulated means match the measured ones (a fixed cost shifts a mean
+one for one): the handshake's, the wait for the KV's, and the TTFT's. The prefill cost is a straight
 line through that run's forward durations by prompt length."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import statistics
 import msgspec
 
 from sun_sglang.sim.costs import Profile
-from sun_sglang.sim.validate import simulate
+from sun_sglang.sim.validate import calibrations, sharing_overhead, simulate
 
 
 class FirstTokenCosts(msgspec.Struct, frozen=True):
@@ -73,22 +73,20 @@ def calibrate(
         raise ValueError(f"{mode}: no request time stats (servers started without them?)")
     lens, seconds = prefill_line(rows)
     handshake, kv = _measured(rows)
-    inside = statistics.median(
-        r["handshake"] + r.get("alloc_wait", 0.0) + r["kv_wait"] + r.get("pickup", 0.0) for r in rows
-    )
-    costs = FirstTokenCosts(
-        0.0, 0.0, max(0.0, result[mode]["summary"]["ttft_s"]["p50"] - inside), lens, seconds
-    )
+    ttft = statistics.fmean(r["ttft_s"] for r in result[mode]["records"] if r["error"] is None)
+    costs = FirstTokenCosts(0.0, 0.0, max(0.0, ttft - handshake - kv), lens, seconds)
     for _ in range(rounds):  # each fixed part moves the waits a little: a few rounds settle it
         _, sim = simulate(
             result, mode, costs.profile(steps), overhead=overhead, first_token=costs.shape_fields()
         )
         sim_handshake = statistics.fmean(h for h, _ in sim.stages.values())
         sim_kv = statistics.fmean(k for _, k in sim.stages.values())
+        sim_ttft = statistics.fmean(r.ttft_s for r in sim.records if r.ttft_s is not None)
         costs = msgspec.structs.replace(
             costs,
             handshake_s=max(0.0, costs.handshake_s + handshake - sim_handshake),
             transfer_s=max(0.0, costs.transfer_s + kv - sim_kv),
+            first_token_s=max(0.0, costs.first_token_s + ttft - sim_ttft),
         )
     return msgspec.structs.replace(costs, source=f"{mode} of run {name}" if name else mode)
 
@@ -109,13 +107,8 @@ def validation(result: dict, other: dict, other_name: str, this_name: str = "thi
     """Per mode: costs calibrated on `other` (its logged decode steps and request time stats),
     predicting `result` (out of sample) and `other` itself (in sample): TTFT p50 / p90 and the
     stages' means, measured against predicted."""
-    from sun_sglang.bench.step_log import step_profile
-    from sun_sglang.sim.validate import sharing_overhead
-
-    closed = msgspec.convert(other["sun"]["profile"], Profile)
-    logged = [tuple(s) for server in other["sun"]["decode_steps"].values() for s in server]
-    steps = step_profile(logged, closed, source=f"decode steps logged during run {other_name}")  # type: ignore[arg-type]
-    overhead = sharing_overhead(other, closed)
+    steps = calibrations(other)["logged steps, this run"]
+    overhead = sharing_overhead(other, msgspec.convert(other["sun"]["profile"], Profile))
     out: dict = {"calibrated_on": other_name, "modes": {}}
     for mode in ("sun", "conventional"):
         costs = calibrate(other, mode, steps, overhead, name=other_name)

@@ -73,6 +73,10 @@ def plan(config: ClusterConfig, options: K8sOptions) -> K8sPlan:
     for what, env in (("prefill_env", config.prefill_env), ("decode_env", config.decode_env)):
         if taken := sorted(set(env) & set(RESERVED_ENV)):
             raise ValueError(f"{what}: {taken} are set by the manifests (from the pod and the Secret)")
+    if config.mode == "multi_lora":
+        raise ValueError(
+            "mode multi_lora is a benchmark baseline (one host): launch k8s writes sun or conventional"
+        )
     device: Device = "cpu" if config.device == "cpu" else "cuda"
     if options.rdma_device and config.transfer_backend == "mooncake_tcp":
         raise ValueError("--rdma-device: needs transfer_backend mooncake or nixl (mooncake_tcp is TCP)")
