@@ -192,10 +192,13 @@ class Gateway:
             if slot is not None and pool.set_health(slot, False):
                 log.warning("%s worker %s refused a connection: out of the pool", name, url)
 
-    def _leg(self, job: Job, pair: Pair, params: dict[str, Any]) -> tuple[bytes, str, str | None]:
-        """The one body both legs get, its SGLang rid, and the task's adapter (if any)."""
+    def _leg(self, job: Job, pair: Pair, params: dict[str, Any]) -> tuple[bytes, str, str | None, str | None]:
+        """The one body both legs get, its SGLang rid, and the task's adapter (if any) on the
+        prefill leg and on the decode leg (multi-LoRA decode servers only)."""
         rid = job.trace.sglang_rid()
-        return pd_body(pair.prefill, rid, job.input_ids, params, job.extra), rid, self.adapters.get(job.task)
+        adapter = self.adapters.get(job.task)
+        on_decode = adapter if self.config.decode_adapters else None
+        return pd_body(pair.prefill, rid, job.input_ids, params, job.extra), rid, adapter, on_decode
 
     async def run(self, job: Job, params: dict[str, Any]) -> dict[str, Any]:
         assert self.clients is not None
@@ -204,8 +207,7 @@ class Gateway:
         for attempt in range(1 + self.config.retries):
             try:
                 async with self.pair(job, params) as pair:
-                    body, rid, adapter = self._leg(job, pair, params)
-                    on_decode = adapter if self.config.decode_adapters else None
+                    body, rid, adapter, on_decode = self._leg(job, pair, params)
                     out = await generate(self.clients, pair, body, rid, timeouts, adapter, on_decode)
                     meta = out.get("meta_info", {})
                     trace.record_meta(meta)
@@ -239,8 +241,7 @@ class Gateway:
         for attempt in range(1 + self.config.retries):
             try:
                 async with self.pair(job, params) as pair:
-                    body, rid, adapter = self._leg(job, pair, params)
-                    on_decode = adapter if self.config.decode_adapters else None
+                    body, rid, adapter, on_decode = self._leg(job, pair, params)
                     chunks = generate_stream(self.clients, pair, body, rid, timeouts, adapter, on_decode)
                     try:
                         async for chunk in chunks:

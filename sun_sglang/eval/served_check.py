@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from sun_sglang import tasks
-from sun_sglang.eval import evaluate_offline, evaluate_served
+from sun_sglang.eval import Result, evaluate_offline, evaluate_served
 from sun_sglang.eval.study_benchmarks import N_TEST
 from sun_sglang.models import prepare
 
@@ -34,19 +34,31 @@ class Agreement:
         )
 
 
-def check(url: str, model: str, prefill: str, decode: str, task: str, n: int, seed: int = 0) -> Agreement:
-    _, test = tasks.train_test(task, seed, max(n, N_TEST.get(task, 0)))  # the study's draw: its first n
-    test = test[:n]
-    offline = evaluate_offline(prefill, decode, test, batch_size=8, dtype="float32")
-    served = evaluate_served(url, model, prefill, test, concurrency=4)
+def sample(task: str, n: int, seed: int = 0) -> list[tasks.Example]:
+    """The study's draw of the task's test set: its first n."""
+    _, test = tasks.train_test(task, seed, max(n, N_TEST.get(task, 0)))
+    return test[:n]
+
+
+def offline(prefill: str, decode: str, test: list[tasks.Example]) -> Result:
+    return evaluate_offline(prefill, decode, test, batch_size=8, dtype="float32")
+
+
+def agreement(task: str, offline: Result, served: Result) -> Agreement:
+    pairs = list(zip(offline.predictions, served.predictions))
     return Agreement(
         task,
-        len(test),
-        sum(a == b for a, b in zip(offline.predictions, served.predictions)),
+        len(pairs),
+        sum(a == b for a, b in pairs),
         sum(a == b for a, b in zip(offline.correct, served.correct)),
         sum(offline.correct),
         sum(served.correct),
     )
+
+
+def check(url: str, model: str, prefill: str, decode: str, task: str, n: int, seed: int = 0) -> Agreement:
+    test = sample(task, n, seed)
+    return agreement(task, offline(prefill, decode, test), evaluate_served(url, model, prefill, test, 4))
 
 
 def main(argv: list[str] | None = None) -> None:

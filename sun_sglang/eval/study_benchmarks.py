@@ -18,6 +18,7 @@ with kept answers is reported."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -99,7 +100,10 @@ def study_task(task: str, seed: int, base: str, work: Path, args: argparse.Names
     kept = args.results / task / f"seed{seed}"
     wanted = set(args.only.split(",")) if args.only else None
     made: dict[str, str] = {}  # module name -> its path, once made in this run
-    budget: list[int] = []  # the answer budget, once some answer is wanted
+
+    @functools.cache
+    def budget() -> int:  # every module answers within the base's tokenizer's budget
+        return answer_budget(AutoTokenizer.from_pretrained(base), test)
 
     def path(name: str) -> str:
         if name not in made:
@@ -113,9 +117,7 @@ def study_task(task: str, seed: int, base: str, work: Path, args: argparse.Names
         file = kept / f"{name.replace(' ', '_')}.jsonl"
         texts = kept_answers(file, key)
         if len(texts) < len(test) and (wanted is None or name in wanted):
-            # every module answers within the base's tokenizer's budget
-            budget = budget or [answer_budget(AutoTokenizer.from_pretrained(base), test)]
-            texts = answers(file, key, path(prefill), path(decode), test, args, budget[0])
+            texts = answers(file, key, path(prefill), path(decode), test, args, budget())
         if len(texts) == len(test):
             correct[name] = scoring.correct(texts, test)
             print(f"{task} seed {seed}: {name} {sum(correct[name]) / len(test):.3f}", flush=True)

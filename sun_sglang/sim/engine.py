@@ -58,7 +58,7 @@ class _Worker:
     steps: int = 0
     context: int = 0  # decode: tokens in the running batch's KV
     reserved: int = 0  # decode: KV tokens reserved by running requests
-    adapters: Counter = field(default_factory=Counter)  # decode, multi_lora: running requests per task
+    adapters: Counter = field(default_factory=Counter)  # decode, multi_lora: admitted, unfinished per task
 
 
 class Simulator:
@@ -157,17 +157,30 @@ class Simulator:
     def _preallocate(self, worker: _Worker) -> None:
         """SGLang's PD decode, between its steps: reserve each waiting request's KV in turn while it
         fits (its prompt, the KV of those reserved before, and num_reserved_decode_tokens for each
-        of them), then the handshake lets its prefill start."""
+        of them), then the handshake lets its prefill start. multi_lora: a request whose adapter
+        would exceed the limit is passed over here, as SGLang's pre-allocation does."""
         shape = self.shape
+        held: deque[_Job] = deque()
         while worker.prealloc:
             req = worker.prealloc[0].req
+            if not self._adapter_fits(worker, req):
+                held.append(worker.prealloc.popleft())
+                continue
             taken = worker.reserved + shape.reserved_decode_tokens * worker.active
             if worker.active and taken + req.prompt_tokens > shape.kv_capacity_tokens:
                 break
             job = worker.prealloc.popleft()
             worker.active += 1
             worker.reserved += req.prompt_tokens + req.output_tokens
+            worker.adapters[req.task] += 1
             self._at(self.now + shape.handshake_s, self._to_prefill, job)
+        held.extend(worker.prealloc)
+        worker.prealloc = held
+
+    def _adapter_fits(self, worker: _Worker, req: SimRequest) -> bool:
+        """multi_lora: the request's adapter is in the batch already, or the batch has room for it
+        (SGLang's can_schedule_lora_req)."""
+        return not self.lora or req.task in worker.adapters or len(worker.adapters) < self.lora.max_adapters
 
     def _to_prefill(self, job: _Job) -> None:
         """The handshake done: the prefill server may run the request (SGLang's bootstrap queue)."""
@@ -221,26 +234,36 @@ class Simulator:
     def _kick_decode(self, worker: _Worker) -> None:
         if worker.busy:
             return
+        self._join(worker)
+        if not worker.running:
+            return
+        if self.lora:  # the running batch's adapters (worker.adapters also counts pre-allocated ones)
+            distinct = len({job.req.task for job in worker.running})
+            seconds = self.lora.decode_step_s(len(worker.running), worker.context, distinct)
+        else:
+            seconds = self.decode_cost.decode_step_s(len(worker.running), worker.context)
+        self._work(worker, seconds, self._stepped, worker)
+
+    def _join(self, worker: _Worker) -> None:
+        """Transferred requests join the running batch while it has room: their KV (reserved at
+        pre-allocation, or here) and, multi_lora without pre-allocation, their adapter."""
         shape = self.shape
-        held: deque[_Job] = deque()  # multi_lora: their adapter would exceed the batch's limit
+        held: deque[_Job] = deque()  # their adapter would exceed the batch's limit
         while worker.queue and len(worker.running) < shape.max_running:
             req = worker.queue[0].req
-            if (
-                self.lora
-                and req.task not in worker.adapters
-                and len(worker.adapters) >= self.lora.max_adapters
-            ):
+            if not shape.prealloc_between_steps and not self._adapter_fits(worker, req):
                 held.append(worker.queue.popleft())  # SGLang skips it and takes the next that fits
                 continue
             need = req.prompt_tokens + req.output_tokens
             if shape.prealloc_between_steps:
-                need = 0  # reserved when pre-allocated
+                need = 0  # reserved, and its adapter counted, when pre-allocated
             elif worker.running and worker.reserved + need > shape.kv_capacity_tokens:
                 break
+            else:
+                worker.adapters[req.task] += 1
             job = worker.queue.popleft()
             worker.reserved += need
             worker.context += req.prompt_tokens + 1
-            worker.adapters[req.task] += 1
             job.joined_step = worker.steps
             job.ttft_at = self.now + shape.first_token_s
             self.stages[job.req.index] = (job.handshake_done - job.sent, self.now - job.handshake_done)
@@ -249,13 +272,6 @@ class Simulator:
             heapq.heappush(worker.finishing, (last_step, next(self.seq), job))
         held.extend(worker.queue)
         worker.queue = held
-        if not worker.running:
-            return
-        if self.lora:
-            seconds = self.lora.decode_step_s(len(worker.running), worker.context, len(worker.adapters))
-        else:
-            seconds = self.decode_cost.decode_step_s(len(worker.running), worker.context)
-        self._work(worker, seconds, self._stepped, worker)
 
     def _stepped(self, worker: _Worker) -> None:
         worker.steps += 1
