@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sun_sglang.bench.compare import _cpu_set, decode_mixing, most_running, ratios
+from sun_sglang.bench.compare import cpu_set, decode_mixing, most_running, ratios
 
 
 def _line(task: str, decode: str, ts: float, ttft_ms: float, latency_ms: float, status: int = 200) -> str:
@@ -57,4 +57,4 @@ def test_ratios_and_cpu_lists() -> None:
 
     r = ratios(run(30.0, 30.0, 0.1), run(20.0, 10.0, 0.2))
     assert r["output_tok_s"] == 1.5 and r["output_tok_s_per_decode_worker"] == 3.0 and r["tpot_p50"] == 0.5
-    assert _cpu_set("0,2-4") == {0, 2, 3, 4}
+    assert cpu_set("0,2-4") == {0, 2, 3, 4}

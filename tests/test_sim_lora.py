@@ -70,3 +70,34 @@ def test_multi_lora_needs_the_lora_cost_and_sun_refuses_it() -> None:
         _run("multi_lora", 2, BASE)
     with pytest.raises(ValueError, match="LoraDecodeCost"):
         _run("sun", 2, LoraDecodeCost(BASE))
+
+
+def test_the_decode_side_of_each_shared_pool_mode() -> None:
+    from sun_sglang.sim import lora_sweep
+
+    per_token = BASE.model.kv_bytes_per_token()
+    one = LoraDecodeCost(BASE).adapter_bytes()
+    capped, kv_capped = lora_sweep.decode_side("multi_lora", BASE, 64)
+    every, kv_every = lora_sweep.decode_side("multi_lora_all", BASE, 64)
+    assert isinstance(capped, LoraDecodeCost) and isinstance(every, LoraDecodeCost)
+    assert (capped.max_adapters, every.max_adapters) == (8, 64)
+    # the GPU holds the adapters it may batch: their weights come out of its KV memory
+    assert BASE.kv_capacity_tokens() - kv_capped == pytest.approx(8 * one / per_token, abs=1)
+    assert BASE.kv_capacity_tokens() - kv_every == pytest.approx(64 * one / per_token, abs=1)
+    base, kv = lora_sweep.decode_side("sun_lora", BASE, 64)
+    assert base == BASE and kv == BASE.kv_capacity_tokens()
+    (q4, kv4), (q8, kv8) = (lora_sweep.decode_side(m, BASE, 64) for m in ("qsun4", "qsun8"))
+    assert isinstance(q4, Roofline) and isinstance(q8, Roofline)
+    assert q4.weight_bytes < q8.weight_bytes < 2.0 and kv4 > kv8 > kv  # fewer bytes a step, more KV
+
+
+def test_sun_lora_needs_no_more_decode_gpus_than_multi_lora_and_quantized_fewer_or_equal() -> None:
+    from sun_sglang.sim import lora_sweep
+    from sun_sglang.sim.sweep import Point
+
+    row = lora_sweep.solve(Point("H100", "Llama-3.1-8B", 16, 1.0, 32.0, 128, 512, requests=400))
+    gpus = {m: row[m]["decode_gpus"] for m in lora_sweep.MODES}
+    assert gpus["conventional"] >= 16  # a pool per task, idle or not
+    assert gpus["qsun4"] <= gpus["sun_lora"] <= gpus["multi_lora_all"] <= gpus["multi_lora"], gpus
+    # the same requests are served in every mode
+    assert all(row[m]["tok_s"] == pytest.approx(row["sun_lora"]["tok_s"], rel=0.1) for m in lora_sweep.MODES)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from sun_sglang.bench import compare, loadgen, lora_scale, summary
+from sun_sglang.bench import compare, loadgen, lora_compare, lora_scale, summary
 from sun_sglang.bench.soak import plot as soak_plot
 from sun_sglang.bench.soak import soak
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
@@ -90,6 +90,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--prefill-cpus", default="0", help="taskset list: prefill servers, gateway, load")
     s.add_argument("--decode-cpus", default="1", help="taskset list: the decode server")
     s.add_argument("--out-dir", required=True, help="adapters, logs and lora_scale.json go here")
+    lc = sub.add_parser("lora-compare", help="SUN-LoRA vs multi-LoRA PD vs one multi-LoRA server, pinned")
+    _workload_flags(lc)
+    lc.add_argument("--adapters", default="4,16", help="adapter counts, one comparison each")
+    lc.add_argument("--rank", type=int, default=16)
+    lc.add_argument("--prefill-cpus", default="0", help="taskset list: prefill server, gateway, load")
+    lc.add_argument("--decode-cpus", default="1", help="taskset list: the decode server, or the single one")
+    lc.add_argument("--out-dir", required=True, help="adapters, logs and lora_compare.json go here")
     return ap.parse_args(argv)
 
 
@@ -131,8 +138,11 @@ def workload(args: argparse.Namespace) -> WorkloadConfig:
         fields["tasks"] = args.tasks.split(",")
     if args.task_data:
         fields["task_data"] = dict(pair.split("=", 1) for pair in args.task_data.split(","))
-    if "tasks" not in fields and args.command == "lora-scale":
-        fields = {**msgspec.to_builtins(lora_scale.DEFAULT_WORKLOAD), **fields}  # tasks: per cluster
+    if "tasks" not in fields and args.command in ("lora-scale", "lora-compare"):
+        default = (
+            lora_scale.DEFAULT_WORKLOAD if args.command == "lora-scale" else lora_compare.DEFAULT_WORKLOAD
+        )
+        fields = {**msgspec.to_builtins(default), **fields}  # tasks: per cluster
     if "tasks" not in fields and args.command == "compare":
         fields["tasks"] = list(cluster_config.load(args.cluster).tasks)
     if "tasks" not in fields:
@@ -151,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         return run_soak(args)
     if args.command == "lora-scale":
         return run_lora_scale(args)
+    if args.command == "lora-compare":
+        return run_lora_compare(args)
     cfg = workload(args)
     try:
         workers = summary.workers_from_metrics(loadgen.get_text(f"{args.url.rstrip('/')}/metrics"))
@@ -225,6 +237,19 @@ def run_lora_scale(args: argparse.Namespace) -> None:
     result["versions"] = _versions()
     (out_dir / "lora_scale.json").write_text(json.dumps(result, indent=1))
     print(lora_scale.report(result))
+
+
+def run_lora_compare(args: argparse.Namespace) -> None:
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pins = CpuPins(prefill=args.prefill_cpus, decode=args.decode_cpus, gateway=args.prefill_cpus)
+    os.sched_setaffinity(0, compare.cpu_set(args.prefill_cpus))  # the load generator beside the gateway
+    counts = [int(n) for n in args.adapters.split(",")]
+    result = lora_compare.lora_compare(counts, args.rank, workload(args), out_dir, pins)
+    result["machine"] = _machine()
+    result["versions"] = _versions()
+    (out_dir / "lora_compare.json").write_text(json.dumps(result, indent=1))
+    print(lora_compare.report(result))
 
 
 if __name__ == "__main__":

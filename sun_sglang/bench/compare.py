@@ -168,7 +168,7 @@ def compare(
 ) -> dict:
     base = cluster_config.load(cluster_file)
     if pins.gateway:  # the load generator shares the gateway's cores
-        os.sched_setaffinity(0, _cpu_set(pins.gateway))
+        os.sched_setaffinity(0, cpu_set(pins.gateway))
     sun = run_mode(base, "sun", sun_decode, pins, workload, out_dir / "sun", True, prefill_policy)
     conv_dir = out_dir / "conventional"
     conv = run_mode(base, "conventional", conventional_decode, pins, workload, conv_dir, True, prefill_policy)
@@ -182,7 +182,7 @@ def compare(
     }
 
 
-def _cpu_set(spec: str) -> set[int]:
+def cpu_set(spec: str) -> set[int]:
     cpus: set[int] = set()
     for part in spec.split(","):
         low, _, high = part.partition("-")

@@ -14,7 +14,7 @@ from sun_sglang.sim.costs import Profile
 PROMPT_WORDS = Lengths(32, 64)
 
 
-async def _closed(
+async def closed_loop(
     url: str, task: str, concurrency: int, n: int, words: Lengths, out: int
 ) -> list[loadgen.Record]:
     cfg = WorkloadConfig(
@@ -43,11 +43,11 @@ async def measure(
 ) -> Profile:
     steps = []
     for c in batches:
-        records = await _closed(url, task, c, max(4, 2 * c), prompt_words, output_tokens)
+        records = await closed_loop(url, task, c, max(4, 2 * c), prompt_words, output_tokens)
         steps.append(statistics.median(r.tpot_s for r in records if r.tpot_s is not None))
     lens, prefill = [], []
     for words in prefill_words:
-        records = await _closed(url, task, 1, 4, Lengths(words, words), 2)
+        records = await closed_loop(url, task, 1, 4, Lengths(words, words), 2)
         lens.append(float(statistics.median(r.prompt_tokens for r in records)))
         ttft = statistics.median(r.ttft_s for r in records if r.ttft_s is not None)
         prefill.append(max(0.0, ttft - steps[0]))
@@ -63,7 +63,7 @@ async def measure(
 async def measure_sharing(url: str, tasks: list[str], output_tokens: int = 32, n: int = 4) -> float:
     """TPOT with one request at a time on each task at once: on a conventional cluster whose decode
     servers share one core, the step time of batch 1 with that many servers busy on the core."""
-    runs = await asyncio.gather(*(_closed(url, t, 1, n, PROMPT_WORDS, output_tokens) for t in tasks))
+    runs = await asyncio.gather(*(closed_loop(url, t, 1, n, PROMPT_WORDS, output_tokens) for t in tasks))
     return statistics.median(r.tpot_s for records in runs for r in records if r.tpot_s is not None)
 
 

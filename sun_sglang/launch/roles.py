@@ -17,7 +17,7 @@ import msgspec
 
 from sun_sglang.launch.hosts import PortRange, is_loopback
 
-Role = Literal["prefill", "decode"]
+Role = Literal["prefill", "decode", "null"]  # null: not disaggregated (SGLang's name)
 Backend = Literal["mooncake_tcp", "mooncake", "nixl"]
 Device = Literal["cpu", "cuda"]
 

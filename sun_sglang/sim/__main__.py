@@ -2,6 +2,7 @@
 
 solve     one workload point: fewest decode GPUs for SUN and conventional, their figures
 sweep     the paper-scale grid (sun_sglang.sim.grid) -> DIR/sweep.json and plots
+lora-sweep  adapter tasks: SUN-LoRA, multi-LoRA, conventional, QSUN (sim.lora_sweep) -> DIR/lora_sweep.json
 validate  predict a measured CPU run (bench compare's result.json) -> DIR/cpu_compare-NAME.json
 report    docs/PERFORMANCE.md from DIR (hand-written notes below its marker are kept)
 qsun      QSUN's decode-step speed-up (low-bit weights vs bf16) by batch and context -> DIR/qsun_speedup.json
@@ -14,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from sun_sglang.sim import grid, qsun, report
+from sun_sglang.sim import grid, lora_sweep, qsun, report
 from sun_sglang.sim.costs import GPUS, MODELS
 from sun_sglang.sim.sweep import Point, Slo, solve
 from sun_sglang.sim.validate import validate
@@ -36,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--output-tokens", type=int, default=256)
     one.add_argument("--prompt-tokens", type=int, default=1024)
     one.add_argument("--requests", type=int, default=2000)
-    for p in (one, sw := sub.add_parser("sweep")):
+    sw = sub.add_parser("sweep")
+    for p in (one, sw, lsw := sub.add_parser("lora-sweep")):
         p.add_argument("--slo-tpot-s", type=float, default=Slo().tpot_p90_s, help="TPOT p90 bound")
         p.add_argument("--slo-ttft-s", type=float, default=Slo().ttft_p90_s, help="TTFT p90 bound")
     sw.add_argument("--out-dir", default="docs/performance")
+    lsw.add_argument("--out-dir", default="docs/performance")
     val = sub.add_parser("validate")
     val.add_argument("--compare", required=True, help="result.json of python -m sun_sglang.bench compare")
     val.add_argument("--out-dir", default="docs/performance")
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(solve(point, Slo(args.slo_tpot_s, args.slo_ttft_s)), indent=1))
     elif args.command == "sweep":
         grid.run(Path(args.out_dir), Slo(args.slo_tpot_s, args.slo_ttft_s))
+    elif args.command == "lora-sweep":
+        lora_sweep.run(Path(args.out_dir), Slo(args.slo_tpot_s, args.slo_ttft_s))
     elif args.command == "validate":
         result = json.loads(Path(args.compare).read_text())
         other = json.loads(Path(args.steps_from).read_text()) if args.steps_from else None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sun_sglang.bench import multi_turn
 from sun_sglang.bench.summary import decode_workers
-from sun_sglang.sim import ttft
+from sun_sglang.sim import lora_sweep, ttft
 from sun_sglang.sim.costs import GPUS, MODELS, Roofline
 
 NOTES_MARK = "<!-- notes: kept by python -m sun_sglang.sim report -->"
@@ -251,6 +251,7 @@ def write(data_dir: Path, doc: Path) -> None:
         "python -m sun_sglang.sim validate --compare /tmp/uniform/result.json --name uniform-rate05 \\",
         "    --steps-from /tmp/zipf1/result.json --steps-from-name zipf1-rate1",
         "python -m sun_sglang.sim sweep                          # paper scale, a few minutes",
+        "python -m sun_sglang.sim lora-sweep                     # adapter tasks, about 30 min",
         "python -m sun_sglang.sim report",
         "```",
         "",
@@ -264,4 +265,9 @@ def write(data_dir: Path, doc: Path) -> None:
         lines += multi_turn.section(json.loads((data_dir / "multi_turn.json").read_text()))
     if (data_dir / "sweep.json").exists():
         lines += _sweep_section(json.loads((data_dir / "sweep.json").read_text()))
+    if (data_dir / "lora_sweep.json").exists():
+        lora = json.loads((data_dir / "lora_sweep.json").read_text())
+        first = lora["rows"][0]
+        bound = decode_bound_tok_s(first["gpu"], first["model"], lora["slo"]["tpot_p90_s"], 1280)
+        lines += lora_sweep.section(lora, bound)
     doc.write_text("\n".join(lines) + "\n" + NOTES_MARK + (notes or "\n"))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import Literal
 
 import msgspec
 
@@ -54,7 +53,7 @@ def requests(point: Point, seed: int = 0) -> list[SimRequest]:
     return out
 
 
-def _holds(records: list[Record], wall: float, slo: Slo, tpot_bound: float | None = None) -> bool:
+def holds(records: list[Record], wall: float, slo: Slo, tpot_bound: float | None = None) -> bool:
     s = summary.summarize(records, wall, 1, 1)
     tpot, ttft = s["tpot_s"]["p90"], s["ttft_s"]["p90"]
     bound = slo.tpot_p90_s if tpot_bound is None else tpot_bound
@@ -75,41 +74,65 @@ def fewest(holds: Callable[[int], bool], start: int = 1, limit: int = 1024) -> i
     return high
 
 
-Mode = Literal["sun", "conventional"]
 SLO = Slo()
+
+
+def prefill_gpus(rate: float, one_prompt_s: float) -> int:
+    """Enough prefill GPUs for a prompt load at 70% busy, at least one."""
+    return max(1, math.ceil(rate * one_prompt_s / 0.7))
+
+
+def shares(point: Point, reqs: list[SimRequest]) -> dict[str, float]:
+    """Every deployed task's share of the requests, with traffic or not."""
+    names = [f"t{k}" for k in range(point.tasks)]
+    return {t: sum(r.task == t for r in reqs) / len(reqs) for t in names}
+
+
+def conventional(
+    reqs: list[SimRequest], share: dict[str, float], common: dict, cost: Roofline, slo: Slo, seed: int
+) -> tuple[int, list[Record], dict]:
+    """A decode pool per task, each sized alone (an idle task's still holds a GPU): the decode GPUs,
+    every request's record, and their summary."""
+
+    def simulate(task: str, decode: int) -> tuple[list[Record], float]:
+        shape = ClusterShape(tasks=[task], mode="conventional", decode_workers=decode, **common)
+        return Simulator(shape, cost, cost, seed=seed).run([r for r in reqs if r.task == task])
+
+    decode, records = 0, []
+    for t in share:
+        if not share[t]:
+            decode += 1
+            continue
+        d = fewest(lambda d, t=t: holds(*simulate(t, d), slo))
+        decode += d
+        records += simulate(t, d)[0]
+    wall = max(r.sent_s + (r.latency_s or 0.0) for r in records)
+    return decode, records, summary.summarize(records, wall, decode, 1)
 
 
 def solve(point: Point, slo: Slo = SLO, seed: int = 0, keep_tpots: bool = False) -> dict:
     cost = Roofline(GPUS[point.gpu], MODELS[point.model])
     reqs = requests(point, seed)
-    names = [f"t{k}" for k in range(point.tasks)]  # every deployed task, with traffic or not
-    share = {t: sum(r.task == t for r in reqs) / len(reqs) for t in names}
+    share = shares(point, reqs)
+    names = list(share)
     per_prefill = cost.prefill_s([point.prompt_tokens])
-    prefill = {t: max(1, math.ceil(point.rate * share[t] * per_prefill / 0.7)) for t in names}
+    prefill = {t: prefill_gpus(point.rate * share[t], per_prefill) for t in names}
     common = dict(kv_capacity_tokens=cost.kv_capacity_tokens(), prefill_workers=prefill)
 
-    def simulate(mode: Mode, tasks: list[str], decode: int) -> tuple[list[Record], float]:
-        shape = ClusterShape(tasks=tasks, mode=mode, decode_workers=decode, **common)  # type: ignore[arg-type]
-        return Simulator(shape, cost, cost, seed=seed).run([r for r in reqs if r.task in tasks])
+    def simulate(decode: int) -> tuple[list[Record], float]:
+        shape = ClusterShape(tasks=names, mode="sun", decode_workers=decode, **common)  # type: ignore[arg-type]
+        return Simulator(shape, cost, cost, seed=seed).run(reqs)
 
-    conv_decode, conv_records = {}, []
-    for t in names:  # each task's pool is independent of the others; an idle one still holds a GPU
-        if not share[t]:
-            conv_decode[t] = 1
-            continue
-        conv_decode[t] = fewest(lambda d, t=t: _holds(*simulate("conventional", [t], d), slo))
-        conv_records += simulate("conventional", [t], conv_decode[t])[0]
-    wall = max(r.sent_s + (r.latency_s or 0.0) for r in conv_records)
-    conv = summary.summarize(conv_records, wall, sum(conv_decode.values()), 1)
-    sun_slo = fewest(lambda d: _holds(*simulate("sun", names, d), slo))
+    conv_decode, conv_records, conv = conventional(reqs, share, common, cost, slo, seed)
+    sun_slo = fewest(lambda d: holds(*simulate(d), slo))
     bound = 1.05 * conv["tpot_s"]["p90"]
-    sun_5 = fewest(lambda d: _holds(*simulate("sun", names, d), slo, bound), start=sun_slo)
+    sun_5 = fewest(lambda d: holds(*simulate(d), slo, bound), start=sun_slo)
     row = {**msgspec.to_builtins(point), "prefill_gpus": sum(prefill.values())}
-    row["conventional"] = _figures(conv, sum(conv_decode.values()), row["prefill_gpus"])
+    row["conventional"] = figures(conv, conv_decode, row["prefill_gpus"])
     tpots = {"conventional": [r.tpot_s for r in conv_records if r.tpot_s is not None]}
     for label, d in (("sun_same_slo", sun_slo), ("sun_tpot_5pct", sun_5)):
-        records, wall = simulate("sun", names, d)
-        row[label] = _figures(summary.summarize(records, wall, d, 1), d, row["prefill_gpus"])
+        records, wall = simulate(d)
+        row[label] = figures(summary.summarize(records, wall, d, 1), d, row["prefill_gpus"])
         tpots[label] = [r.tpot_s for r in records if r.tpot_s is not None]
     if keep_tpots:
         row["tpots"] = tpots
@@ -121,7 +144,7 @@ def solve(point: Point, slo: Slo = SLO, seed: int = 0, keep_tpots: bool = False)
     return row
 
 
-def _figures(s: dict, decode: int, prefill: int) -> dict:
+def figures(s: dict, decode: int, prefill: int) -> dict:
     return {
         "decode_gpus": decode,
         "gpus": decode + prefill,
