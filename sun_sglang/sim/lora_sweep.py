@@ -24,13 +24,13 @@ import msgspec
 
 from sun_sglang.bench import summary
 from sun_sglang.bench.loadgen import Record
+from sun_sglang.sim import sweep
 from sun_sglang.sim.costs import GPUS, MODELS, Roofline
 from sun_sglang.sim.engine import Simulator
 from sun_sglang.sim.lora import LoraDecodeCost
 from sun_sglang.sim.qsun import weight_bytes_per_param
 from sun_sglang.sim.shape import ClusterShape, SimRequest
-from sun_sglang.sim.sweep import SLO, Point, Slo, conventional, fewest, figures, holds, prefill_gpus, shares
-from sun_sglang.sim.sweep import requests as draw
+from sun_sglang.sim.sweep import SLO, Point, Slo
 
 ADAPTERS = (4, 16, 64, 256)
 ALPHAS = (0.0, 1.0, 2.0)
@@ -53,17 +53,19 @@ def decode_side(mode: str, base: Roofline, tasks: int) -> tuple[object, int]:
 def solve(point: Point, slo: Slo = SLO, seed: int = 0) -> dict:
     base = Roofline(GPUS[point.gpu], MODELS[point.model])
     prefill_cost = LoraDecodeCost(base)  # a multi-LoRA prefill server: the adapters' extra FLOPs
-    reqs = draw(point, seed)
-    share = shares(point, reqs)
+    reqs = sweep.requests(point, seed)
+    share = sweep.shares(point, reqs)
     names = list(share)
     row: dict = {**msgspec.to_builtins(point)}
 
-    per_task = {t: prefill_gpus(point.rate * share[t], base.prefill_s([point.prompt_tokens])) for t in names}
+    per_task = {
+        t: sweep.prefill_gpus(point.rate * share[t], base.prefill_s([point.prompt_tokens])) for t in names
+    }
     common = dict(kv_capacity_tokens=base.kv_capacity_tokens(), prefill_workers=per_task)
-    decode, _, conv = conventional(reqs, share, common, base, slo, seed)
-    row["conventional"] = figures(conv, decode, sum(per_task.values()))
+    decode, _, conv = sweep.conventional(reqs, share, common, base, slo, seed)
+    row["conventional"] = sweep.figures(conv, decode, sum(per_task.values()))
 
-    shared_prefill = prefill_gpus(point.rate, prefill_cost.prefill_s([point.prompt_tokens]))
+    shared_prefill = sweep.prefill_gpus(point.rate, prefill_cost.prefill_s([point.prompt_tokens]))
     for mode in MODES[1:]:
         row[mode] = _shared_pool(mode, base, prefill_cost, shared_prefill, reqs, names, slo, seed)
     return row
@@ -94,12 +96,12 @@ def _shared_pool(
         return Simulator(shape, prefill_cost, cost, seed=seed).run(reqs)  # type: ignore[arg-type]
 
     try:
-        d = fewest(lambda d: holds(*simulate(d), slo), limit=LIMIT)
+        d = sweep.fewest(lambda d: sweep.meets_slo(*simulate(d), slo), limit=LIMIT)
     except RuntimeError:  # no pool holds the SLO: every step over the TPOT bound
         return {"decode_gpus": None}
     records, wall = simulate(d)
     return {
-        **figures(summary.summarize(records, wall, d, 1), d, prefill),
+        **sweep.figures(summary.summarize(records, wall, d, 1), d, prefill),
         "distinct_adapters_cap": getattr(cost, "max_adapters", 0),
     }
 

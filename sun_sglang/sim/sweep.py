@@ -53,7 +53,7 @@ def requests(point: Point, seed: int = 0) -> list[SimRequest]:
     return out
 
 
-def holds(records: list[Record], wall: float, slo: Slo, tpot_bound: float | None = None) -> bool:
+def meets_slo(records: list[Record], wall: float, slo: Slo, tpot_bound: float | None = None) -> bool:
     s = summary.summarize(records, wall, 1, 1)
     tpot, ttft = s["tpot_s"]["p90"], s["ttft_s"]["p90"]
     bound = slo.tpot_p90_s if tpot_bound is None else tpot_bound
@@ -103,7 +103,7 @@ def conventional(
         if not share[t]:
             decode += 1
             continue
-        d = fewest(lambda d, t=t: holds(*simulate(t, d), slo))
+        d = fewest(lambda d, t=t: meets_slo(*simulate(t, d), slo))
         decode += d
         records += simulate(t, d)[0]
     wall = max(r.sent_s + (r.latency_s or 0.0) for r in records)
@@ -124,9 +124,9 @@ def solve(point: Point, slo: Slo = SLO, seed: int = 0, keep_tpots: bool = False)
         return Simulator(shape, cost, cost, seed=seed).run(reqs)
 
     conv_decode, conv_records, conv = conventional(reqs, share, common, cost, slo, seed)
-    sun_slo = fewest(lambda d: holds(*simulate(d), slo))
+    sun_slo = fewest(lambda d: meets_slo(*simulate(d), slo))
     bound = 1.05 * conv["tpot_s"]["p90"]
-    sun_5 = fewest(lambda d: holds(*simulate(d), slo, bound), start=sun_slo)
+    sun_5 = fewest(lambda d: meets_slo(*simulate(d), slo, bound), start=sun_slo)
     row = {**msgspec.to_builtins(point), "prefill_gpus": sum(prefill.values())}
     row["conventional"] = figures(conv, conv_decode, row["prefill_gpus"])
     tpots = {"conventional": [r.tpot_s for r in conv_records if r.tpot_s is not None]}
