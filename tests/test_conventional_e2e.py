@@ -11,7 +11,7 @@ from sun_sglang.models import prepare
 from sun_sglang.reference import SunReference
 from tests.cluster_util import TASKS, post, start_cluster
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 QUESTION = "Write a haiku about the sea."
 
 

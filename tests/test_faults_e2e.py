@@ -18,7 +18,7 @@ from sun_sglang.launch.cluster import Cluster
 from sun_sglang.launch.process import wait_healthy
 from tests.cluster_util import get_json, get_text, post_status, start_cluster
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # Short limits so that a frozen server costs seconds: 20 s to the first token, probes every 2 s.
 ROUTER = ", timeouts: {first_token_s: 20}, health_interval_s: 2"

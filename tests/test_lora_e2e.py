@@ -19,7 +19,7 @@ from sun_sglang.models import prepare
 from sun_sglang.reference import SunReference
 from tests.cluster_util import free_port_block, post, post_status
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 ADAPTERS = {"math": "smollm2-135m-sun-addition-lora", "sports": "smollm2-135m-sun-sports-lora"}
 FULL = {"chat": "smollm2-135m-variant-b"}

@@ -28,6 +28,8 @@ from tests.cluster_util import TASKS
 
 pytestmark = [
     pytest.mark.cluster,
+    pytest.mark.slow,
+    pytest.mark.manual,
     pytest.mark.skipif(netns.available() is not None, reason=str(netns.available())),
 ]
 

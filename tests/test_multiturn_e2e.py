@@ -15,7 +15,7 @@ from sun_sglang.bench import loadgen, summary
 from sun_sglang.bench.workload import Lengths, WorkloadConfig
 from tests.cluster_util import start_cluster
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 CONVERSATIONS, TURNS = 6, 3
 
 

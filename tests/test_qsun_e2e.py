@@ -17,7 +17,7 @@ from sun_sglang.quant import decode_module
 from sun_sglang.reference import SunReference
 from tests.cluster_util import free_port_block, post
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 QUESTIONS = ["What is 12 + 30?", "What is 47 + 25?", "Name three colours."]
 MAX_NEW = 12

@@ -23,7 +23,7 @@ from sun_sglang.models import prepare
 from sun_sglang.reference import SunReference
 from tests.cluster_util import TASKS, free_port_block, get_text, post_status
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.manual]
 
 
 def _wait(what: str, done, timeout_s: float) -> float:  # noqa: ANN001

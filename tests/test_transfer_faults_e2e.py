@@ -14,7 +14,7 @@ import pytest
 from tests.cluster_util import start_cluster
 from tests.test_faults_e2e import _chat, _decode_holds_nothing, _within
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
