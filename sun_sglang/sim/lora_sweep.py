@@ -46,7 +46,7 @@ def decode_side(mode: str, base: Roofline, tasks: int) -> tuple[object, int]:
     if mode == "sun_lora":
         return base, base.kv_capacity_tokens()
     lora = LoraDecodeCost(base, max_adapters=8 if mode == "multi_lora" else tasks)
-    held = min(tasks, lora.max_adapters if mode == "multi_lora" else tasks) * lora.adapter_bytes()
+    held = min(tasks, lora.max_adapters) * lora.adapter_bytes()
     return lora, base.kv_capacity_tokens() - int(held / m.kv_bytes_per_token(base.kv_bytes))
 
 
@@ -148,9 +148,13 @@ def plot(data: dict, out_dir: Path) -> None:
     for ax, alpha in zip(axes, alphas):
         rows = sorted((r for r in data["rows"] if r["alpha"] == alpha), key=lambda r: r["tasks"])
         for mode in data["modes"]:
-            ax.plot([r["tasks"] for r in rows], [r[mode]["tok_s_per_decode_gpu"] for r in rows], "o-")
+            tok_s = [r[mode].get("tok_s_per_decode_gpu", float("nan")) for r in rows]  # nan: none holds
+            ax.plot([r["tasks"] for r in rows], tok_s, "o-")
         ax.set(xscale="log", title=f"Zipf alpha {alpha:g}", xlabel="adapters (tasks)")
-    axes[0].set_ylabel("output tok/s per decode GPU\n(H100, Llama-3.1-8B, 64 req/s, same SLO)")
+    p = data["rows"][0]
+    axes[0].set_ylabel(
+        f"output tok/s per decode GPU\n({p['gpu']}, {p['model']}, {p['rate']:g} req/s, same SLO)"
+    )
     axes[-1].legend([LABELS[m] for m in data["modes"]], fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "lora_per_decode_gpu.png", dpi=110)
