@@ -21,6 +21,7 @@ server, on `pins.decode`. Each case is measured twice:
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ from sun_sglang.models import prepare
 CASES = ("sun", "multi_lora", "single")
 MIXES = ((1, 1), (4, 1), (4, 4), (8, 1), (8, 8))  # (batch, adapters in it: at most the tasks)
 SERVED = "base"  # the single server's model name: requests name "base:taskNN"
+# PD decode pre-allocates prompt + 512 reserved tokens a request: 4,096 (the CPU default) holds 7,
+# so the profile's batch 8 would run as 7 on the PD cases and as 8 on the single server
+KV_TOKENS = 8192
 
 
 async def step_time(url: str, tasks: list[str], batch: int, adapters: int, out: int = 32) -> float:
@@ -116,22 +120,32 @@ def single_case(config: ClusterConfig, workload: WorkloadConfig, log_dir: Path, 
 def lora_compare(
     counts: list[int], rank: int, workload: WorkloadConfig, out_dir: Path, pins: CpuPins
 ) -> dict:
+    """Every case of every count, each saved to `out_dir/lora_compare.json` as it finishes; a rerun
+    with the same settings goes on from the cases already there (a run is about 8 min a case)."""
+    settings = {"workload": msgspec.to_builtins(workload), "pins": msgspec.to_builtins(pins), "rank": rank}
+    saved = out_dir / "lora_compare.json"
+    result = json.loads(saved.read_text()) if saved.exists() else {}
+    if {k: result.get(k) for k in settings} != settings:
+        result = {**settings, "runs": []}
     base = prepare("smollm2-135m")
     paths = make_adapters(base, max(counts), rank, out_dir / "adapters")
-    runs = []
     for n in counts:
-        config = lora_cluster(base, paths[:n], rank, pins, 37000)
-        row: dict = {"adapters": n}
-        for mode in CASES[:2]:
-            row[mode] = pd_case(mode, config, workload, out_dir / f"{n}-{mode}")
-        row["single"] = single_case(config, workload, out_dir / f"{n}-single", 37500)
-        runs.append(row)
-    return {
-        "workload": msgspec.to_builtins(workload),
-        "pins": msgspec.to_builtins(pins),
-        "rank": rank,
-        "runs": runs,
-    }
+        config = msgspec.structs.replace(
+            lora_cluster(base, paths[:n], rank, pins, 37000), max_total_tokens=KV_TOKENS
+        )
+        row = next((r for r in result["runs"] if r["adapters"] == n), None)
+        if row is None:
+            row = {"adapters": n}
+            result["runs"].append(row)
+        for case in (c for c in CASES if c not in row):
+            log_dir = out_dir / f"{n}-{case}"
+            row[case] = (
+                single_case(config, workload, log_dir, 37500)
+                if case == "single"
+                else pd_case(case, config, workload, log_dir)
+            )
+            saved.write_text(json.dumps(result, indent=1))
+    return result
 
 
 DEFAULT_WORKLOAD = WorkloadConfig(
@@ -147,6 +161,30 @@ DEFAULT_WORKLOAD = WorkloadConfig(
 )
 
 
+def batch_within(profile: list[dict], tpot_s: float) -> float | None:
+    """The largest batch whose step takes at most `tpot_s`, by straight lines between the profile's
+    most mixed points (each batch over as many adapters as it can hold), at most the largest batch
+    measured; None where even batch 1 is slower."""
+    most = max(p["adapters"] for p in profile)
+    points = sorted((p["batch"], p["step_s"]) for p in profile if p["adapters"] == min(p["batch"], most))
+    if tpot_s < points[0][1]:
+        return None
+    for (b0, s0), (b1, s1) in reversed(list(zip(points, points[1:]))):
+        if s1 <= tpot_s:
+            return float(b1)
+        if s0 <= tpot_s:
+            return b0 + (b1 - b0) * (tpot_s - s0) / (s1 - s0)
+    return float(points[0][0])
+
+
+def at_same_tpot(run: dict) -> dict[str, float | None]:
+    """Decode tok/s per server of each case at the TPOT of SUN's largest mixed batch (None: the
+    case cannot hold that TPOT)."""
+    tpot = max(p["step_s"] for p in run["sun"]["profile"])
+    batches = {case: batch_within(run[case]["profile"], tpot) for case in CASES}
+    return {case: None if b is None else b / tpot for case, b in batches.items()}
+
+
 def report(result: dict) -> str:
     """Markdown: the step profile (ms, and tok/s per decode server) and the open-loop figures."""
     head = [f"batch {b}, {'one adapter' if a == 1 else 'mixed'}" for b, a in MIXES]
@@ -159,6 +197,13 @@ def report(result: dict) -> str:
                 for p in run[case]["profile"]
             ]
             lines.append(f"| {run['adapters']} | {case} | " + " | ".join(cells) + " |")
+    lines += ["", "| adapters | TPOT (SUN's batch 8) | " + " | ".join(f"{c} tok/s" for c in CASES) + " |"]
+    lines.append("|---|---|" + "---|" * len(CASES))
+    for run in result["runs"]:
+        tpot, rates = max(p["step_s"] for p in run["sun"]["profile"]), at_same_tpot(run)
+        sun = rates["sun"] or 1.0
+        cells = [f"{r:.0f} ({r / sun:.2f}x)" if r is not None else "cannot hold it" for r in rates.values()]
+        lines.append(f"| {run['adapters']} | {tpot * 1e3:.0f} ms | " + " | ".join(cells) + " |")
     lines += ["", "| adapters | case | output tok/s | TTFT p50 / p90 (s) | TPOT p50 / p90 (ms) | errors |"]
     lines.append("|---|---|---|---|---|---|")
     for run in result["runs"]:
