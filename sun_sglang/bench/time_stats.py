@@ -10,7 +10,10 @@ Both legs of a request carry the gateway's rid, so the two lines join into its s
 decode server, the handshake (pre-allocation until the prefill server has the KV's place), the
 wait for the KV (the prefill's queue, forward and the transfer) and the pick-up (until a decode
 step takes the request in); on the prefill server, its own view of the handshake, its queue and
-its forward."""
+its "forward": SGLang's forward_duration there runs from the forward until the scheduler's
+inflight poll sees the KV's transfer done, a poll that follows the next batch's forward when one
+is ready (`event_loop_normal_disagg_prefill`), so under load it holds more than the forward.
+Each row keeps both legs' entry times (unix seconds) to place the requests in time."""
 
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ def stages(
         legs = {"prefill": p, "decode": d}
         out[rid] = {stage: legs[leg][field] for stage, (leg, field) in STAGES.items() if field in legs[leg]}
         out[rid]["prompt_tokens"] = p["input_len"]
+        out[rid] |= {f"{leg}_entry": legs[leg]["entry_time"] for leg in legs if "entry_time" in legs[leg]}
     return out
 
 
