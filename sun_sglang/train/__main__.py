@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +115,22 @@ def main(argv: list[str] | None = None) -> None:
     world = join()
     try:
         trainer = train_and_export(config, resume, keep, world=world)
+        steps, loss = trainer.step, trainer.losses[-1]
+        del trainer  # its FSDP state holds the process group, which leave() is to destroy
     except (RuntimeError, ValueError) as err:
         raise SystemExit(str(err)) from err
     finally:
         leave(world)  # after a barrier: no rank tears the group down under another
     if world.main:
         seconds = json.loads((Path(config.out) / "sun_train.json").read_text())["train_seconds"]
-        steps, loss = trainer.step, trainer.losses[-1]
         print(f"wrote {config.out} ({steps} steps, {seconds:.0f} s, final loss {loss:.3f})")
+    if world.sharded:
+        # the export is written and the group destroyed; the interpreter's own teardown with gloo's
+        # threads still about aborted a rank once in CI ("terminate called without an active
+        # exception", SIGABRT after a complete run): the process ends here instead
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

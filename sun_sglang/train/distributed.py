@@ -8,6 +8,7 @@ backend is gloo: the sharded path that GPU users run with NCCL is tested on thes
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -73,6 +74,7 @@ def join() -> World:
 def leave(world: World) -> None:
     if world.sharded and dist.is_initialized():
         dist.barrier()
+        gc.collect()  # what still refers to the group (a dropped model's FSDP state) goes first
         dist.destroy_process_group()
 
 
