@@ -36,6 +36,10 @@ def test_legs_join_by_rid_and_summarize() -> None:
     assert a["handshake"] == 0.08 and a["kv_wait"] == 0.12 and a["pickup"] == 0.06
     assert a["prefill_forward"] == 0.098 and a["prompt_tokens"] == 40
     assert (a["prefill_entry"], a["decode_entry"]) == (1000.0, 999.99)  # to place it in time
+    assert (a["prefill_server"], a["decode_server"], a["decode_forward"]) == (0, 0, 2.5)
+    assert (a["transfer_total"], a["transfer_speed"]) == (1.8, 0.1)
+    two = time_stats.stages(["", PREFILL], [DECODE])  # the second prefill server's log
+    assert two["a.01"]["prefill_server"] == 1
     assert time_stats.stages([PREFILL], [DECODE], since=1000.5) == {}  # entered before the load
     s = time_stats.summary(by_rid)
     assert s["pickup"] == {"n": 1, "p50": 0.06, "p90": 0.06}

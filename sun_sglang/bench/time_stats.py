@@ -13,7 +13,9 @@ step takes the request in); on the prefill server, its own view of the handshake
 its "forward": SGLang's forward_duration there runs from the forward until the scheduler's
 inflight poll sees the KV's transfer done, a poll that follows the next batch's forward when one
 is ready (`event_loop_normal_disagg_prefill`), so under load it holds more than the forward.
-Each row keeps both legs' entry times (unix seconds) to place the requests in time."""
+Each row keeps both legs' entry times (unix seconds), the index of the server log each leg came
+from, the decode leg's time in the running batch and the prefill's KV transfer size (MB) and speed
+(GB/s; SGLang prints two decimals, so small transfers read 0.00-0.01) to place the requests in time."""
 
 from __future__ import annotations
 
@@ -52,8 +54,8 @@ def stages(
     prefill_logs: list[str], decode_logs: list[str], since: float = 0.0
 ) -> dict[str, dict[str, float]]:
     """rid -> stage -> seconds, for the requests both legs logged, entered at or after `since`."""
-    prefill = {k: v for text in prefill_logs for k, v in parse(text).items()}
-    decode = {k: v for text in decode_logs for k, v in parse(text).items()}
+    prefill = {k: {**v, "server": i} for i, text in enumerate(prefill_logs) for k, v in parse(text).items()}
+    decode = {k: {**v, "server": i} for i, text in enumerate(decode_logs) for k, v in parse(text).items()}
     out = {}
     for rid, d in decode.items():
         p = prefill.get(rid)
@@ -63,6 +65,9 @@ def stages(
         out[rid] = {stage: legs[leg][field] for stage, (leg, field) in STAGES.items() if field in legs[leg]}
         out[rid]["prompt_tokens"] = p["input_len"]
         out[rid] |= {f"{leg}_entry": legs[leg]["entry_time"] for leg in legs if "entry_time" in legs[leg]}
+        out[rid] |= {f"{leg}_server": legs[leg]["server"] for leg in legs}  # the index of its log
+        out[rid] |= {name: p[name] for name in ("transfer_total", "transfer_speed") if name in p}
+        out[rid]["decode_forward"] = d.get("forward_duration", 0.0)  # in the decode batch until it ended
     return out
 
 
