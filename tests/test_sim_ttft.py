@@ -83,3 +83,21 @@ def test_a_run_without_time_stats_is_refused() -> None:
     run["sun"]["ttft_stage_rows"] = []
     with pytest.raises(ValueError, match="time stats"):
         ttft.calibrate(run, "sun", STEPS, overhead=1.0)
+
+
+def test_the_prefill_line_takes_the_forwards_that_ran_alone_on_the_core() -> None:
+    """Two forwards that overlapped on the prefill core each took longer: the line leaves them out
+    (the simulator shares the core between them itself); rows without entry times keep them all."""
+
+    def row(start: float, tokens: float, forward: float) -> dict:
+        return {"prefill_entry": start, "prompt_tokens": tokens, "prefill_forward": forward}
+
+    alone = [row(0.0, 40.0, 0.2), row(10.0, 80.0, 0.4)]
+    shared = [row(20.0, 40.0, 0.6), row(20.1, 80.0, 0.9)]  # beside each other: slower
+    assert ttft.alone_on_the_core(alone + shared) == alone
+    assert ttft.prefill_line(ttft.alone_on_the_core(alone + shared)) == (
+        [40.0, 80.0],
+        pytest.approx([0.2, 0.4]),
+    )
+    untimed = [{k: v for k, v in r.items() if k != "prefill_entry"} for r in alone + shared]
+    assert ttft.alone_on_the_core(untimed) == untimed

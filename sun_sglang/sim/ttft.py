@@ -13,7 +13,8 @@ The simulator models the waits for the steps and the prefill queue. The three fi
 handshake, the KV's transfer and pick-up, what lies outside the servers) are fitted on the
 calibration run so that the simulated means match the measured ones (a fixed cost shifts a mean
 one for one): the handshake's, the wait for the KV's, and the TTFT's. The prefill cost is a straight
-line through that run's forward durations by prompt length."""
+line through that run's forward durations by prompt length, of the forwards that ran alone on the
+prefill core (the simulator shares the core between overlapping ones itself)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,27 @@ class FirstTokenCosts(msgspec.Struct, frozen=True):
         )
 
 
+def _forward_start(row: dict) -> float:
+    return row["prefill_entry"] + row.get("prefill_handshake", 0.0) + row.get("prefill_queue", 0.0)
+
+
+def alone_on_the_core(rows: list[dict], most_overlap: float = 0.1) -> list[dict]:
+    """The rows whose prefill forward ran alone: another forward overlapped it for less than
+    `most_overlap` of its time. bench compare pins every prefill server to the same core, and the
+    simulator shares that core between the forwards that overlap, so a forward measured beside
+    another one would count the sharing twice. Rows without entry times (older runs): all of them."""
+    timed = [r for r in rows if "prefill_forward" in r and "prefill_entry" in r]
+    if len(timed) < len(rows):
+        return rows
+    spans = [(_forward_start(r), _forward_start(r) + r["prefill_forward"]) for r in timed]
+    alone = []
+    for i, (a, b) in enumerate(spans):
+        shared = sum(max(0.0, min(b, d) - max(a, c)) for j, (c, d) in enumerate(spans) if j != i)
+        if shared < most_overlap * (b - a):
+            alone.append(timed[i])
+    return alone if len({r["prompt_tokens"] for r in alone}) >= 2 else rows
+
+
 def prefill_line(rows: list[dict]) -> tuple[list[float], list[float]]:
     """The least-squares line of forward seconds on prompt tokens, at the shortest and longest."""
     xs = [r["prompt_tokens"] for r in rows if "prefill_forward" in r]
@@ -71,7 +93,7 @@ def calibrate(
     rows = result[mode]["ttft_stage_rows"]
     if not rows:
         raise ValueError(f"{mode}: no request time stats (servers started without them?)")
-    lens, seconds = prefill_line(rows)
+    lens, seconds = prefill_line(alone_on_the_core(rows))
     handshake, kv = _measured(rows)
     ttft = statistics.fmean(r["ttft_s"] for r in result[mode]["records"] if r["error"] is None)
     costs = FirstTokenCosts(0.0, 0.0, max(0.0, ttft - handshake - kv), lens, seconds)
