@@ -56,11 +56,13 @@ def alone_on_the_core(rows: list[dict], most_overlap: float = 0.1) -> list[dict]
     """The rows whose prefill forward ran alone: another forward overlapped it for less than
     `most_overlap` of its time. bench compare pins every prefill server to the same core, and the
     simulator shares that core between the forwards that overlap, so a forward measured beside
-    another one would count the sharing twice. Rows without entry times (older runs): all of them."""
+    another one would count the sharing twice. All the rows where that leaves no line to fit:
+    rows without entry times (older runs), or alone forwards at fewer than two prompt lengths."""
     timed = [r for r in rows if "prefill_forward" in r and "prefill_entry" in r]
     if len(timed) < len(rows):
         return rows
-    spans = [(_forward_start(r), _forward_start(r) + r["prefill_forward"]) for r in timed]
+    starts = [_forward_start(r) for r in timed]
+    spans = [(a, a + r["prefill_forward"]) for a, r in zip(starts, timed)]
     alone = []
     for i, (a, b) in enumerate(spans):
         shared = sum(max(0.0, min(b, d) - max(a, c)) for j, (c, d) in enumerate(spans) if j != i)
